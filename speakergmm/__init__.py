@@ -1,0 +1,7 @@
+"""speakergmm: classical speaker recognition and speech modelling on one fast EM core."""
+
+__version__ = "0.1.0"
+
+from speakergmm.mixture import GaussianMixture  # noqa: E402
+
+__all__ = ["GaussianMixture", "__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from speakergmm.cli import main
+
+sys.exit(main())

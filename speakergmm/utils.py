@@ -1,0 +1,80 @@
+"""Small shared helpers: progress bars and process pools with pinned BLAS threads."""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+__all__ = ["progress", "worker_pool", "pin_threads", "effective_jobs", "parallel_map"]
+
+T = TypeVar("T")
+
+
+def progress(iterable: Iterable[T], desc: str = "", total: int | None = None,
+             enabled: bool | None = None, unit: str = "it") -> Iterable[T]:
+    """Wrap ``iterable`` in a tqdm progress bar written to stderr.
+
+    ``enabled=None`` shows the bar only when stderr is a terminal (so logs and CI stay clean);
+    set ``SPEAKERGMM_PROGRESS=1`` (or ``0``) to force it on (or off).
+    """
+    if enabled is None:
+        forced = os.environ.get("SPEAKERGMM_PROGRESS")
+        enabled = forced == "1" if forced in ("0", "1") else sys.stderr.isatty()
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, file=sys.stderr)
+
+
+def effective_jobs(jobs: int | None) -> int:
+    """Resolve a ``--jobs`` value: ``None``/``0`` means all cores, negatives count back from them."""
+    n_cpu = os.cpu_count() or 1
+    if jobs is None or jobs == 0:
+        return n_cpu
+    if jobs < 0:
+        return max(1, n_cpu + 1 + jobs)
+    return int(jobs)
+
+
+def pin_threads(n_threads: int = 1) -> None:
+    """Limit BLAS/OpenMP threads in this process (run in each worker of a pool).
+
+    Each of ``n_jobs`` workers using every core oversubscribes the machine, which on
+    2-core machines made multi-process numeric code several times slower.
+    """
+    from threadpoolctl import threadpool_limits
+
+    # Keep the limiter alive for the worker's lifetime.
+    global _THREAD_LIMITER
+    _THREAD_LIMITER = threadpool_limits(limits=n_threads)
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # numba missing or not yet initialised: nothing to pin
+        pass
+
+
+_THREAD_LIMITER: Any = None
+
+
+def worker_pool(jobs: int, threads_per_worker: int = 1) -> ProcessPoolExecutor:
+    """A process pool whose workers each use ``threads_per_worker`` BLAS/OpenMP threads."""
+    return ProcessPoolExecutor(max_workers=jobs, initializer=pin_threads,
+                               initargs=(threads_per_worker,))
+
+
+def parallel_map(func: Callable[..., T], items: Iterable[Any], jobs: int = 1,
+                 desc: str = "", total: int | None = None, chunksize: int = 1) -> Iterator[T]:
+    """Map ``func`` over ``items`` in order, in ``jobs`` pinned worker processes (or in-process
+    for ``jobs == 1``), with a progress bar."""
+    items = list(items)
+    total = len(items) if total is None else total
+    if jobs <= 1:
+        yield from progress((func(item) for item in items), desc=desc, total=total)
+        return
+    with worker_pool(jobs) as pool:
+        yield from progress(pool.map(func, items, chunksize=chunksize), desc=desc, total=total)
