@@ -1,0 +1,638 @@
+"""GMM-HMM: a hidden Markov model whose states emit Gaussian mixtures from the shared EM core.
+
+Training is Baum-Welch in log space, written as the textbook E and M steps:
+
+E-step
+    1. Emission log-likelihoods ``log b_s(x_t)`` of every frame under every state's mixture,
+       all states at once (one matrix product for the stacked components of all states).
+    2. The forward-backward kernel turns them into state occupancies ``gamma_s(t)`` and
+       expected transition counts ``xi(i, j)`` (numba, log space, all sequences in one call).
+    3. Each state's mixture accumulates its statistics with the occupancies as frame
+       weights: ``gmm_s.e_step(X, sample_weight=gamma_s)`` — exactly the accumulators of
+       plain GMM training, so per-component occupancies are ``gamma_s(t) * p(k | x_t, s)``.
+
+M-step
+    ``ml_update(stats_s, previous=gmm_s)`` for each state's mixture (the shared M-step, with
+    its covariance regularisation and variance floor); start and transition probabilities
+    from the normalised occupancy and xi counts. Structural zeros stay zero (the kernels
+    never visit a forbidden transition; smoothing floors only allowed ones).
+
+Initialisation follows HTK: ``init="uniform"`` (HInit) cuts every training sequence into
+S equal segments, fits state s's mixture on the s-th segments with the core's
+GaussianMixture, and ``viterbi_iter`` rounds of Viterbi training (segmental k-means)
+refine that segmentation before Baum-Welch; ``init="flat"`` (HCompV flat start) gives
+every state the mixture of all the data.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from speakergmm.hmm import _kernels as K
+from speakergmm.hmm.topology import Topology
+from speakergmm.io import load_model_file, save_model_file
+from speakergmm.mixture import GMM, GaussianMixture, ml_update
+
+__all__ = ["GMMHMM", "check_sequences", "NoPathError"]
+
+FORMAT = "speakergmm.GMMHMM"
+VERSION = 1
+
+
+class NoPathError(ValueError):
+    """A sequence admits no state path under the model's topology (e.g. it is too short)."""
+
+
+def check_sequences(sequences: np.ndarray | Sequence[np.ndarray], n_features: int | None = None,
+                    what: str = "sequence") -> tuple[np.ndarray, np.ndarray]:
+    """Validate a list of (T, D) arrays and stack them for the batched kernels.
+
+    Parameters
+    ----------
+    sequences : (T, D) array or sequence of them
+    n_features : int, optional
+        Required dimension D (a model's); a mismatch is an error naming the sequence.
+
+    Returns
+    -------
+    X : (N, D) float64 C-contiguous array of all frames back to back
+    offsets : (n_seq + 1,) int64, sequence n is ``X[offsets[n]:offsets[n+1]]``
+    """
+    if isinstance(sequences, np.ndarray) and sequences.ndim == 2:
+        sequences = [sequences]
+    if isinstance(sequences, np.ndarray) and sequences.ndim != 2:
+        raise ValueError(f"a {what} must be a 2-D (frames, features) array, got shape {sequences.shape}")
+    arrays = list(sequences)
+    if not arrays:
+        raise ValueError(f"no {what}s given")
+    lengths = np.empty(len(arrays), dtype=np.int64)
+    for n, seq in enumerate(arrays):
+        arr = np.asarray(seq)
+        if arr.ndim != 2:
+            raise ValueError(f"{what} {n}: must be a 2-D (frames, features) array, got shape {arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{what} {n}: empty (0 frames)")
+        if n_features is None:
+            n_features = arr.shape[1]
+        if arr.shape[1] != n_features:
+            raise ValueError(f"{what} {n}: has {arr.shape[1]} features, expected {n_features}")
+        lengths[n] = arr.shape[0]
+    X = np.ascontiguousarray(np.concatenate(arrays, axis=0), dtype=np.float64)
+    if not np.all(np.isfinite(X)):
+        bad = int(np.searchsorted(np.cumsum(lengths), np.flatnonzero(~np.isfinite(X).all(axis=1))[0],
+                                  side="right"))
+        raise ValueError(f"{what} {bad}: contains NaN or infinite values")
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return X, offsets
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(p)
+
+
+class GMMHMM:
+    """Hidden Markov model with Gaussian-mixture emissions (the classic acoustic model).
+
+    Parameters
+    ----------
+    n_states : int
+        Number of emitting states (ignored when ``topology`` is a :class:`Topology`).
+    n_components : int
+        Gaussians per state.
+    covariance_type : {"diag", "full", "spherical", "tied"}
+        Covariance type of every state's mixture (any type the EM core supports; "tied"
+        is tied *within* a state).
+    topology : {"left-to-right", "ergodic"} or Topology
+        Structure; the strings build ``Topology.left_to_right(n_states, n_skips)`` or
+        ``Topology.ergodic(n_states)``.
+    n_skips : int
+        For "left-to-right": how many states a transition may skip.
+    init : {"uniform", "flat"}
+        "uniform": HTK HInit-style uniform segmentation, each state's mixture fitted on
+        its segments; "flat": every state starts as the mixture of all frames (HCompV).
+    n_iter : int
+        Maximum Baum-Welch iterations.
+    viterbi_iter : int
+        Viterbi-training (segmental k-means) iterations run after initialisation and
+        before Baum-Welch.
+    tol : float
+        Stop Baum-Welch when the total log-likelihood improves by less than
+        ``tol * n_frames`` (i.e. ``tol`` nats per frame).
+    reg_covar : float
+        Added to variances in every M-step (passed to ``ml_update``).
+    variance_floor : float or None
+        Passed to ``ml_update`` (see the core's documentation).
+    transition_floor : float
+        Minimum probability of every *allowed* transition after each update (0: none).
+        With ``fixed_topology=False`` the floor applies to every transition, so training
+        may open transitions that the topology forbade.
+    fixed_topology : bool
+        Keep the topology's structural zeros when smoothing (default).
+    init_max_iter : int
+        EM iterations of the per-state GaussianMixture fits at initialisation.
+    mixture_init : {"split", "kmeans", ...}
+        ``init_params`` of those fits: "split" grows each state's mixture by binary
+        splitting (HTK HHEd MU-style), "kmeans" clusters its frames.
+    random_state : int or None
+        Seed for the initial mixture fits.
+    """
+
+    def __init__(self, n_states: int = 5, n_components: int = 1, covariance_type: str = "diag",
+                 topology: str | Topology = "left-to-right", n_skips: int = 0, init: str = "uniform",
+                 n_iter: int = 10, viterbi_iter: int = 0, tol: float = 1e-4, reg_covar: float = 1e-6,
+                 variance_floor: float | None = None, transition_floor: float = 0.0,
+                 fixed_topology: bool = True, init_max_iter: int = 20, mixture_init: str = "split",
+                 random_state: int | None = 0) -> None:
+        self.n_states = n_states
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.topology = topology
+        self.n_skips = n_skips
+        self.init = init
+        self.n_iter = n_iter
+        self.viterbi_iter = viterbi_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.variance_floor = variance_floor
+        self.transition_floor = transition_floor
+        self.fixed_topology = fixed_topology
+        self.init_max_iter = init_max_iter
+        self.mixture_init = mixture_init
+        self.random_state = random_state
+        self.states_: list[GMM] | None = None
+
+    # ================================================================== construction
+    @classmethod
+    def from_parameters(cls, states: Sequence[GMM], startprob: np.ndarray, transmat: np.ndarray,
+                        final: np.ndarray | None = None, topology: Topology | None = None,
+                        **params: Any) -> "GMMHMM":
+        """A ready-to-use model from given parameters (no training).
+
+        ``topology`` defaults to the structure of ``startprob``/``transmat`` themselves
+        (their zeros become structural) with the given ``final`` states (default: all).
+        """
+        states = list(states)
+        if topology is None:
+            topology = Topology(startprob, transmat, final, name="given")
+        model = cls(n_states=topology.n_states, topology=topology, **params)
+        model._set_parameters(states, np.asarray(startprob, float), np.asarray(transmat, float))
+        return model
+
+    def _topology(self) -> Topology:
+        if isinstance(self.topology, Topology):
+            return self.topology
+        if self.topology in ("left-to-right", "left_to_right", "bakis"):
+            return Topology.left_to_right(self.n_states, self.n_skips)
+        if self.topology == "ergodic":
+            return Topology.ergodic(self.n_states)
+        raise ValueError(f"unknown topology {self.topology!r} (use 'left-to-right', 'ergodic' "
+                         "or a Topology)")
+
+    def _set_parameters(self, states: list[GMM], startprob: np.ndarray, transmat: np.ndarray) -> None:
+        topo = self._topology()
+        n_states = topo.n_states
+        if len(states) != n_states:
+            raise ValueError(f"{len(states)} state mixtures given for a topology of {n_states} states")
+        dims = {g.n_features for g in states}
+        if len(dims) != 1:
+            raise ValueError(f"state mixtures have different dimensions {sorted(dims)}")
+        if startprob.shape != (n_states,) or transmat.shape != (n_states, n_states):
+            raise ValueError(f"startprob/transmat shapes {startprob.shape}/{transmat.shape} do not "
+                             f"match {n_states} states")
+        if np.any(startprob[~topo.start_mask] > 0) or np.any(transmat[~topo.transition_mask] > 0):
+            if self.fixed_topology:
+                raise ValueError("startprob/transmat put probability on transitions the topology forbids")
+        self.states_ = list(states)
+        self.startprob_ = startprob.copy()
+        self.transmat_ = transmat.copy()
+        self.topology_ = topo
+        self.covariance_type = states[0].covariance_type
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Cache what the kernels and the emission computation need after a parameter change."""
+        self._log_start = _log(self.startprob_)
+        self._log_final = np.where(self.topology_.final, 0.0, -np.inf)
+        self._edges = K.edge_lists(_log(self.transmat_))
+        states = self.states_
+        sizes = {g.n_components for g in states}
+        self._stacked: GMM | None = None
+        if len(sizes) == 1 and states[0].covariance_type != "tied" and len(states) > 1:
+            # One mixture holding every state's components, weights scaled by 1/S so they
+            # sum to one: its log_joint is one matrix product for all states.
+            self._stacked = GMM(
+                np.concatenate([g.weights for g in states]) / len(states),
+                np.concatenate([g.means for g in states]),
+                np.concatenate([g.covariances for g in states]),
+                covariance_type=states[0].covariance_type,
+            )
+
+    # ================================================================== properties
+    @property
+    def n_features(self) -> int:
+        self._check_fitted()
+        return self.states_[0].n_features
+
+    def _check_fitted(self) -> None:
+        if self.states_ is None:
+            raise RuntimeError("this GMMHMM has no parameters yet: call fit() or from_parameters()")
+
+    # ================================================================== emissions
+    def log_emissions(self, X: np.ndarray) -> np.ndarray:
+        """Emission log-likelihoods ``log b_s(x_t)`` of frames X (N, D) under every state: (N, S)."""
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"frames must have shape (N, {self.n_features}), got {X.shape}")
+        n_states = len(self.states_)
+        if self._stacked is not None:
+            joint = self._stacked.log_joint(X)
+            out = K.segment_logsumexp(np.ascontiguousarray(joint), n_states,
+                                      self.states_[0].n_components)
+            out += np.log(n_states)
+            return out
+        return np.column_stack([g.score_samples(X) for g in self.states_])
+
+    # ================================================================== inference
+    def score_sequences(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """Log-likelihood log p(X_n) of each sequence (forward algorithm), (n_seq,).
+
+        A sequence that no path of the topology can explain (e.g. shorter than
+        ``topology.min_frames`` in a left-to-right model that must end in its last state)
+        gets ``-inf``.
+        """
+        X, offsets = check_sequences(sequences, self.n_features)
+        return self.score_batch(X, offsets)
+
+    def score_batch(self, X: np.ndarray, offsets: np.ndarray, viterbi: bool = False) -> np.ndarray:
+        """Per-sequence scores of sequences already stacked by :func:`check_sequences`.
+
+        Forward log-likelihoods, or best-path scores with ``viterbi=True``; -inf where no
+        path explains a sequence. (The recogniser calls this once per word on all test
+        frames, so the frames are validated and stacked only once.)
+        """
+        self._check_fitted()
+        emit = self.log_emissions(X)
+        e = self._edges
+        if viterbi:
+            return K.viterbi(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)[1]
+        return K.forward_loglik(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)
+
+    def score(self, X: np.ndarray) -> float:
+        """Log-likelihood log p(X) of one (T, D) sequence (-inf if no path explains it)."""
+        return float(self.score_sequences([X])[0])
+
+    def posteriors(self, X: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log-likelihood and state occupancies ``gamma[t, s] = p(q_t = s | X)`` of one sequence.
+
+        Raises
+        ------
+        NoPathError
+            If no path of the topology explains the sequence.
+        """
+        X_, offsets = check_sequences([X], self.n_features)
+        gamma, _, loglik = self._forward_backward(X_, offsets)
+        if loglik[0] == -np.inf:
+            raise NoPathError(self._no_path_message(X_.shape[0]))
+        return float(loglik[0]), gamma
+
+    def decode_sequences(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Viterbi: best path score and best state path of each sequence.
+
+        A sequence with no path gets score -inf and a path of -1s.
+        """
+        X, offsets = check_sequences(sequences, self.n_features)
+        path, score = self._viterbi(X, offsets)
+        return score, [path[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+    def decode(self, X: np.ndarray) -> tuple[float, np.ndarray]:
+        """Viterbi decoding of one sequence: ``(log p(X, best path), best path (T,))``.
+
+        Raises
+        ------
+        NoPathError
+            If no path of the topology explains the sequence.
+        """
+        score, paths = self.decode_sequences([X])
+        if score[0] == -np.inf:
+            raise NoPathError(self._no_path_message(len(paths[0])))
+        return float(score[0]), paths[0]
+
+    def align_states(self, X: np.ndarray, state_sequence: Sequence[int]) -> tuple[float, np.ndarray]:
+        """Forced alignment of X to a known sequence of states.
+
+        Every listed state is visited, in order, for at least one frame (a state listed
+        twice in a row is visited twice); the model's own start, transition and final
+        probabilities score the path. This is the alignment used to cut training data
+        into states when the transcription is known.
+
+        Returns
+        -------
+        log_prob : float
+            log p(X, best path) of the best such path.
+        path : (T,) int array
+            The *model* state of each frame.
+
+        Raises
+        ------
+        ValueError
+            If a listed state is out of range or a listed transition is forbidden.
+        NoPathError
+            If X has fewer frames than the state sequence (or no path otherwise).
+        """
+        self._check_fitted()
+        seq = np.asarray(state_sequence, dtype=np.int64)
+        n_states = len(self.states_)
+        if seq.ndim != 1 or seq.size == 0:
+            raise ValueError("state_sequence must be a non-empty 1-D sequence of state indices")
+        if seq.min() < 0 or seq.max() >= n_states:
+            raise ValueError(f"state_sequence holds states outside 0..{n_states - 1}")
+        X_, offsets = check_sequences([X], self.n_features)
+        if self.startprob_[seq[0]] == 0:
+            raise ValueError(f"state_sequence starts in state {seq[0]}, where no sequence may start")
+        n_pos = seq.size
+        # Positions of a linear chain; position p emits with model state seq[p].
+        chain = np.zeros((n_pos, n_pos))
+        for p in range(n_pos):
+            s = seq[p]
+            if p + 1 < n_pos:
+                nxt = seq[p + 1]
+                if self.transmat_[s, nxt] == 0:
+                    raise ValueError(f"state_sequence moves {s} -> {nxt}, a forbidden transition")
+                # A repeated state must move on, not loop, to keep the positions distinct.
+                chain[p, p + 1] = self.transmat_[s, nxt]
+                if nxt != s:
+                    chain[p, p] = self.transmat_[s, s]
+            else:
+                chain[p, p] = self.transmat_[s, s]
+        start = np.full(n_pos, -np.inf)
+        start[0] = self._log_start[seq[0]]
+        final = np.full(n_pos, -np.inf)
+        final[-1] = self._log_final[seq[-1]]
+        emit = np.ascontiguousarray(self.log_emissions(X_)[:, seq])
+        e = K.edge_lists(_log(chain))
+        path, score = K.viterbi(start, final, e[0], e[1], e[2], emit, offsets)
+        if score[0] == -np.inf:
+            raise NoPathError(f"a sequence of {X_.shape[0]} frames cannot be aligned to "
+                              f"{n_pos} states (each needs at least one frame)")
+        return float(score[0]), seq[path]
+
+    # ================================================================== sampling
+    def sample(self, n_frames: int, random_state: int | np.random.Generator | None = None,
+               max_tries: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one sequence of ``n_frames`` frames and its state path.
+
+        Paths that do not end in a final state are rejected and redrawn (at most
+        ``max_tries`` times), so the sample follows the model conditioned on the length.
+        """
+        self._check_fitted()
+        if int(n_frames) != n_frames or n_frames < 1:
+            raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
+        rng = np.random.default_rng(random_state)
+        n_states = len(self.states_)
+        cum_trans = np.cumsum(self.transmat_, axis=1)
+        for _ in range(max_tries):
+            states = np.empty(n_frames, dtype=np.int64)
+            states[0] = rng.choice(n_states, p=self.startprob_)
+            draws = rng.random(n_frames)
+            for t in range(1, n_frames):  # sampling only: one draw per frame
+                states[t] = min(int(np.searchsorted(cum_trans[states[t - 1]], draws[t], side="right")),
+                                n_states - 1)
+            if self.topology_.final[states[-1]]:
+                break
+        else:
+            raise NoPathError(f"no path of {n_frames} frames ending in a final state was drawn "
+                              f"in {max_tries} tries")
+        X = np.empty((n_frames, self.n_features))
+        for s in np.unique(states):
+            where = np.flatnonzero(states == s)
+            frames, _ = self.states_[s].sample(where.size, random_state=int(rng.integers(2**31)))
+            X[where] = frames[rng.permutation(where.size)]  # the core may group by component
+        return X, states
+
+    # ================================================================== training
+    def fit(self, sequences: Sequence[np.ndarray], warm_start: bool = False) -> "GMMHMM":
+        """Train on a list of (T, D) sequences: initialise, Viterbi training, Baum-Welch.
+
+        ``warm_start=True`` continues from the current parameters (no initialisation).
+        Sets ``history_`` (total log-likelihood before each Baum-Welch M-step),
+        ``viterbi_history_``, ``n_iter_`` and ``converged_``.
+
+        Raises
+        ------
+        ValueError
+            On empty sequences, mismatched dimensions or non-finite values.
+        NoPathError
+            If a sequence is too short for the topology (names the sequence).
+        """
+        topo = self._topology()
+        X, offsets = check_sequences(sequences, self.states_[0].n_features
+                                     if (warm_start and self.states_ is not None) else None)
+        lengths = np.diff(offsets)
+        short = np.flatnonzero(lengths < topo.min_frames)
+        if short.size:
+            raise NoPathError(f"sequence {short[0]} has {lengths[short[0]]} frames; the {topo.name} "
+                              f"topology needs at least {int(topo.min_frames)}")
+        if not (warm_start and self.states_ is not None):
+            self._initialise(X, offsets, topo)
+        self.viterbi_history_ = []
+        for _ in range(self.viterbi_iter):
+            self.viterbi_history_.append(self._viterbi_step(X, offsets))
+        self.history_ = []
+        self.converged_ = False
+        self.n_iter_ = 0
+        for _ in range(self.n_iter):
+            total = self._baum_welch_step(X, offsets)
+            self.n_iter_ += 1
+            self.history_.append(total)
+            if len(self.history_) > 1 and self.history_[-1] - self.history_[-2] < self.tol * X.shape[0]:
+                self.converged_ = True
+                break
+        return self
+
+    def _initialise(self, X: np.ndarray, offsets: np.ndarray, topo: Topology) -> None:
+        n_states = topo.n_states
+        if self.init == "uniform":
+            # HInit: frame t of a T-frame sequence belongs to state floor(t * S / T).
+            labels = np.empty(X.shape[0], dtype=np.int64)
+            for a, b in zip(offsets[:-1], offsets[1:]):
+                labels[a:b] = (np.arange(b - a) * n_states) // (b - a)
+            groups = [X[labels == s] for s in range(n_states)]
+        elif self.init == "flat":
+            groups = [X] * n_states
+        else:
+            raise ValueError(f"unknown init {self.init!r} (use 'uniform' or 'flat')")
+        states = []
+        fitted: dict[int, GMM] = {}
+        for s, frames in enumerate(groups):
+            key = id(frames)
+            if key not in fitted:
+                if frames.shape[0] < self.n_components:
+                    raise ValueError(f"state {s} gets {frames.shape[0]} frames at initialisation, fewer "
+                                     f"than its {self.n_components} mixture components")
+                fitted[key] = self._fit_mixture(frames)
+            states.append(fitted[key])
+        self._set_parameters(states, topo.startprob.copy(), topo.transmat.copy())
+
+    def _fit_mixture(self, frames: np.ndarray) -> GMM:
+        gm = GaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type,
+                             reg_covar=self.reg_covar, max_iter=self.init_max_iter,
+                             init_params=self.mixture_init, variance_floor=self.variance_floor,
+                             random_state=self.random_state)
+        gm.fit(frames)
+        return gm.gmm_
+
+    def _forward_backward(self, X: np.ndarray, offsets: np.ndarray):
+        emit = self.log_emissions(X)
+        e = self._edges
+        return K.forward_backward(self._log_start, self._log_final, e[0], e[1], e[2],
+                                  e[4], e[5], e[6], emit, offsets)
+
+    def _viterbi(self, X: np.ndarray, offsets: np.ndarray):
+        emit = self.log_emissions(X)
+        e = self._edges
+        return K.viterbi(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)
+
+    def _baum_welch_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
+        """One E-step and M-step; returns the total log-likelihood under the old parameters."""
+        gamma, xi, loglik = self._forward_backward(X, offsets)
+        if np.any(loglik == -np.inf):
+            bad = int(np.flatnonzero(loglik == -np.inf)[0])
+            raise NoPathError(f"sequence {bad}: no state path explains it (likelihood 0)")
+        n_states = len(self.states_)
+        start_counts = gamma[offsets[:-1]].sum(axis=0)
+        trans_counts = np.zeros((n_states, n_states))
+        src = np.repeat(np.arange(n_states), np.diff(self._edges[4]))
+        trans_counts[src, self._edges[5]] = xi.sum(axis=0)
+        new_states = []
+        for s, gmm in enumerate(self.states_):
+            weight = gamma[:, s]
+            used = weight > 0.0  # exact: frames with zero occupancy add nothing
+            if not used.any():  # a state no path visits keeps its mixture
+                new_states.append(gmm)
+                continue
+            _, stats = gmm.e_step(X[used], sample_weight=weight[used])
+            new_states.append(ml_update(stats, reg_covar=self.reg_covar,
+                                        variance_floor=self.variance_floor, previous=gmm))
+        self._m_step_transitions(new_states, start_counts, trans_counts)
+        return float(loglik.sum())
+
+    def _viterbi_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
+        """One round of Viterbi training; returns the total best-path log-probability."""
+        path, score = self._viterbi(X, offsets)
+        if np.any(score == -np.inf):
+            bad = int(np.flatnonzero(score == -np.inf)[0])
+            raise NoPathError(f"sequence {bad}: no state path explains it (likelihood 0)")
+        n_states = len(self.states_)
+        start_counts = np.bincount(path[offsets[:-1]], minlength=n_states).astype(float)
+        # Transitions inside sequences only: drop the pair that straddles two sequences.
+        inside = np.ones(X.shape[0] - 1, dtype=bool)
+        inside[offsets[1:-1] - 1] = False
+        pairs = path[:-1][inside] * n_states + path[1:][inside]
+        trans_counts = np.bincount(pairs, minlength=n_states * n_states).reshape(n_states, n_states)
+        new_states = []
+        for s, gmm in enumerate(self.states_):
+            frames = X[path == s]
+            if frames.shape[0] == 0:
+                new_states.append(gmm)
+                continue
+            _, stats = gmm.e_step(frames)
+            new_states.append(ml_update(stats, reg_covar=self.reg_covar,
+                                        variance_floor=self.variance_floor, previous=gmm))
+        self._m_step_transitions(new_states, start_counts, trans_counts.astype(float))
+        return float(score.sum())
+
+    def _m_step_transitions(self, new_states: list[GMM], start_counts: np.ndarray,
+                            trans_counts: np.ndarray) -> None:
+        startprob = start_counts / start_counts.sum()
+        row_sums = trans_counts.sum(axis=1, keepdims=True)
+        # A state never left (no counts) keeps its previous row.
+        transmat = np.where(row_sums > 0, trans_counts / np.where(row_sums > 0, row_sums, 1.0),
+                            self.transmat_)
+        if self.transition_floor > 0:
+            allowed = self.topology_.transition_mask if self.fixed_topology else np.ones_like(transmat, bool)
+            transmat = np.where(allowed, np.maximum(transmat, self.transition_floor), 0.0)
+            transmat /= transmat.sum(axis=1, keepdims=True)
+        self.states_ = new_states
+        self.startprob_ = startprob
+        self.transmat_ = transmat
+        self._prepare()
+
+    # ================================================================== persistence
+    def to_arrays(self, prefix: str = "") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Plain arrays and JSON metadata (for model files, also embedded in recognisers)."""
+        self._check_fitted()
+        arrays = {
+            f"{prefix}startprob": self.startprob_,
+            f"{prefix}transmat": self.transmat_,
+            f"{prefix}topology_startprob": self.topology_.startprob,
+            f"{prefix}topology_transmat": self.topology_.transmat,
+            f"{prefix}topology_final": self.topology_.final,
+        }
+        for s, gmm in enumerate(self.states_):
+            for key, value in gmm.to_arrays().items():
+                arrays[f"{prefix}state{s}.{key}"] = value
+        meta = {"n_states": len(self.states_), "topology": self.topology_.name,
+                "covariance_type": self.covariance_type,
+                "params": self.get_params()}
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], prefix: str = "") -> "GMMHMM":
+        """Inverse of :meth:`to_arrays`."""
+        n_states = int(meta["n_states"])
+        topo = Topology(arrays[f"{prefix}topology_startprob"], arrays[f"{prefix}topology_transmat"],
+                        arrays[f"{prefix}topology_final"], name=str(meta.get("topology", "custom")))
+        states = []
+        for s in range(n_states):
+            head = f"{prefix}state{s}."
+            states.append(GMM.from_arrays({k[len(head):]: v for k, v in arrays.items() if k.startswith(head)}))
+        params = {k: v for k, v in dict(meta.get("params", {})).items()
+                  if k not in ("topology", "n_states")}
+        model = cls(n_states=n_states, topology=topo, **params)
+        model._set_parameters(states, np.asarray(arrays[f"{prefix}startprob"], float),
+                              np.asarray(arrays[f"{prefix}transmat"], float))
+        return model
+
+    def save(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+        """Save as a plain versioned model file (format ``speakergmm.GMMHMM`` v1), atomically."""
+        arrays, model_meta = self.to_arrays()
+        save_model_file(path, FORMAT, VERSION, arrays, {**model_meta, "user": dict(meta or {})})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GMMHMM":
+        """Load a file written by :meth:`save`; refuses corrupt or other-format/version files."""
+        arrays, meta, _ = load_model_file(path, FORMAT, (VERSION,),
+                                          required=("startprob", "transmat", "topology_final"))
+        try:
+            return cls.from_arrays(arrays, meta)
+        except (KeyError, ValueError, TypeError) as exc:
+            from speakergmm.io import ModelFileError
+
+            raise ModelFileError(f"{path}: corrupt {FORMAT} file ({exc})") from exc
+
+    # ================================================================== helpers
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-able; a Topology is given by name)."""
+        names = ("n_states", "n_components", "covariance_type", "n_skips", "init", "n_iter",
+                 "viterbi_iter", "tol", "reg_covar", "variance_floor", "transition_floor",
+                 "fixed_topology", "init_max_iter", "mixture_init", "random_state")
+        params = {name: getattr(self, name) for name in names}
+        params["topology"] = self.topology.name if isinstance(self.topology, Topology) else self.topology
+        return params
+
+    def _no_path_message(self, n_frames: int) -> str:
+        return (f"no state path explains a sequence of {n_frames} frames under the "
+                f"{self.topology_.name} topology (it needs at least "
+                f"{int(self.topology_.min_frames)} frames)")
+
+    def __repr__(self) -> str:
+        fitted = "fitted" if self.states_ is not None else "not fitted"
+        return (f"GMMHMM(n_states={self.n_states}, n_components={self.n_components}, "
+                f"covariance_type={self.covariance_type!r}, topology={self.topology!r}, {fitted})")

@@ -1,0 +1,151 @@
+"""Teaching plots for the GMM-HMM: a confusion matrix and a Viterbi alignment over a spectrogram.
+
+Both functions build a matplotlib :class:`~matplotlib.figure.Figure` directly (no pyplot,
+so they work headless and leave global state alone), optionally save it atomically, and
+return it. matplotlib is an optional dependency (``pip install speakergmm[plot]``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from speakergmm.io import atomic_path
+
+__all__ = ["plot_confusion_matrix", "plot_alignment", "state_segments"]
+
+
+def _figure(figsize: tuple[float, float]):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("plotting needs matplotlib: pip install 'speakergmm[plot]'") from exc
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _save(fig, path: str | os.PathLike | None, dpi: int = 120) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+
+
+def state_segments(path: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of a state path as ``(state, first_frame, end_frame)`` (end exclusive)."""
+    path = np.asarray(path)
+    if path.size == 0:
+        return []
+    change = np.flatnonzero(np.diff(path)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [path.size]])
+    return [(int(path[a]), int(a), int(b)) for a, b in zip(starts, ends)]
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike | None = None,
+                          title: str = "Confusion matrix", normalize: bool = False):
+    """Confusion matrix (rows: true word, columns: recognised word) with counts in the cells.
+
+    Parameters
+    ----------
+    matrix : (W, W) array of counts
+    labels : W word labels
+    path : where to save (format from the suffix), optional
+    normalize : colour by row fraction instead of count (cells still show counts)
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(labels):
+        raise ValueError(f"matrix must be ({len(labels)}, {len(labels)}) to match the labels, "
+                         f"got {matrix.shape}")
+    shown = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalize else matrix
+    fig = _figure((0.55 * len(labels) + 2.5, 0.5 * len(labels) + 2.0))
+    ax = fig.add_subplot()
+    im = ax.imshow(shown, cmap="Blues", vmin=0)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of row" if normalize else "count")
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, labels)
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("recognised")
+    ax.set_ylabel("spoken")
+    correct = np.trace(matrix)
+    total = matrix.sum()
+    ax.set_title(f"{title}\n{correct}/{total} correct ({100.0 * correct / max(total, 1):.1f}%)")
+    threshold = shown.max() / 2 if shown.size else 0
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if matrix[i, j]:
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if shown[i, j] > threshold else "black")
+    _save(fig, path)
+    return fig
+
+
+def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
+                   frame_times: np.ndarray, path: str | os.PathLike | None = None,
+                   title: str = "Viterbi alignment", log_emissions: np.ndarray | None = None,
+                   n_fft: int = 256, hop_length: int = 40):
+    """A Viterbi state path drawn over the utterance's spectrogram.
+
+    Parameters
+    ----------
+    signal : (n_samples,) waveform
+    sample_rate : Hz
+    state_path : (T,) state of each feature frame (from ``decode``/``align``)
+    frame_times : (T,) centre time in seconds of each feature frame (frames a VAD dropped
+        are simply absent; their time is not shaded)
+    log_emissions : (T, S) optional; when given, a second panel shows each state's
+        emission log-likelihood per frame with the path on top — why the path goes where
+        it goes
+    """
+    signal = np.asarray(signal, dtype=np.float64)
+    state_path = np.asarray(state_path)
+    frame_times = np.asarray(frame_times, dtype=np.float64)
+    if state_path.shape != frame_times.shape:
+        raise ValueError(f"state_path {state_path.shape} and frame_times {frame_times.shape} differ")
+    n_panels = 2 if log_emissions is not None else 1
+    fig = _figure((9.0, 3.2 * n_panels))
+    axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    window = np.hanning(n_fft)
+    n_frames = max(1, 1 + (signal.size - n_fft) // hop_length)
+    padded = np.pad(signal, (0, max(0, n_fft - signal.size)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length][:n_frames]
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    spec_db = 10 * np.log10(power.T + 1e-10)
+    vmax = spec_db.max()
+    duration = signal.size / sample_rate
+    ax.imshow(spec_db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+              extent=(0, duration, 0, sample_rate / 2 / 1000))
+    ax.set_ylabel("frequency (kHz)")
+    ax.set_title(title)
+    # Boundaries half-way between the last frame of a state and the first of the next.
+    half = 0.5 * (np.median(np.diff(frame_times)) if frame_times.size > 1 else 0.01)
+    for state, a, b in state_segments(state_path):
+        start, end = frame_times[a] - half, frame_times[b - 1] + half
+        ax.axvline(start, color="white", lw=1.2, alpha=0.9)
+        ax.text(0.5 * (start + end), 0.93 * sample_rate / 2 / 1000, str(state), color="white",
+                ha="center", va="top", fontsize=10, fontweight="bold")
+    if frame_times.size:
+        ax.axvline(frame_times[-1] + half, color="white", lw=1.2, alpha=0.9)
+    if log_emissions is not None:
+        log_emissions = np.asarray(log_emissions)
+        ax2 = axes[1]
+        n_states = log_emissions.shape[1]
+        finite = log_emissions[np.isfinite(log_emissions)]
+        low = np.percentile(finite, 5) if finite.size else 0.0
+        ax2.imshow(np.clip(log_emissions.T, low, None), origin="lower", aspect="auto", cmap="viridis",
+                   extent=(frame_times[0] - half, frame_times[-1] + half, -0.5, n_states - 0.5),
+                   interpolation="nearest")
+        ax2.step(frame_times, state_path, where="mid", color="red", lw=2, label="Viterbi path")
+        ax2.set_ylabel("state")
+        ax2.set_yticks(np.arange(n_states))
+        ax2.legend(loc="upper left", fontsize=8)
+        ax2.set_title("emission log-likelihood log b_s(x_t) of each state, and the best path")
+    axes[-1].set_xlabel("time (s)")
+    axes[-1].set_xlim(0, duration)
+    _save(fig, path)
+    return fig

@@ -1,0 +1,272 @@
+"""Isolated-word recognition: one GMM-HMM per word, decide by the largest posterior.
+
+For an utterance X and words w with priors P(w), the recogniser picks
+``argmax_w log p(X | HMM_w) + log P(w)``, where ``log p(X | HMM_w)`` is the forward
+(total) likelihood — or the best-path (Viterbi) score with ``scoring="viterbi"``.
+Scoring is batched: for each word the emission log-likelihoods of *all* test frames are
+one matrix product, and one kernel call runs the forward recursion over all utterances.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from speakergmm.hmm import _kernels as K
+from speakergmm.hmm.model import FORMAT as HMM_FORMAT
+from speakergmm.hmm.model import GMMHMM, NoPathError, check_sequences
+from speakergmm.io import ModelFileError, load_model_file, save_model_file
+from speakergmm.utils import parallel_map
+
+__all__ = ["WordRecognizer"]
+
+FORMAT = "speakergmm.WordRecognizer"
+VERSION = 1
+
+_HMM_PARAMS = ("n_states", "n_components", "covariance_type", "topology", "n_skips", "init", "n_iter",
+               "viterbi_iter", "tol", "reg_covar", "transition_floor", "fixed_topology",
+               "init_max_iter", "mixture_init", "random_state")
+
+
+def _fit_word(job: tuple[str, dict[str, Any], list[np.ndarray]]) -> tuple[str, GMMHMM]:
+    word, params, sequences = job
+    try:
+        return word, GMMHMM(**params).fit(sequences)
+    except (ValueError, NoPathError) as exc:
+        raise type(exc)(f"word {word!r}: {exc}") from exc
+
+
+class WordRecognizer:
+    """Isolated-word recogniser: one left-to-right GMM-HMM per word.
+
+    Parameters
+    ----------
+    n_states, n_components, covariance_type, topology, n_skips, init, n_iter, viterbi_iter,
+    tol, reg_covar, transition_floor, fixed_topology, init_max_iter, mixture_init, random_state :
+        Passed to each word's :class:`~speakergmm.hmm.GMMHMM`.
+    variance_floor : float or None
+        HTK-style variance floor as a *fraction of the global variance* of all training
+        frames (HCompV ``-f``; e.g. 0.01). None: no floor beyond ``reg_covar``.
+    priors : None, "empirical" or mapping word -> probability
+        Word priors: uniform (None), proportional to the training counts, or given.
+    scoring : {"forward", "viterbi"}
+        Total likelihood or best-path score.
+    n_jobs : int
+        Word models trained in this many processes (pinned BLAS threads each).
+    """
+
+    def __init__(self, n_states: int = 6, n_components: int = 2, covariance_type: str = "diag",
+                 topology: str = "left-to-right", n_skips: int = 0, init: str = "uniform",
+                 n_iter: int = 10, viterbi_iter: int = 3, tol: float = 1e-4, reg_covar: float = 1e-3,
+                 variance_floor: float | None = None, transition_floor: float = 0.0,
+                 fixed_topology: bool = True, init_max_iter: int = 20, mixture_init: str = "split",
+                 random_state: int | None = 0,
+                 priors: None | str | Mapping[str, float] = None, scoring: str = "forward",
+                 n_jobs: int = 1) -> None:
+        self.n_states = n_states
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.topology = topology
+        self.n_skips = n_skips
+        self.init = init
+        self.n_iter = n_iter
+        self.viterbi_iter = viterbi_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.variance_floor = variance_floor
+        self.transition_floor = transition_floor
+        self.fixed_topology = fixed_topology
+        self.init_max_iter = init_max_iter
+        self.mixture_init = mixture_init
+        self.random_state = random_state
+        self.priors = priors
+        self.scoring = scoring
+        self.n_jobs = n_jobs
+        self.models_: dict[str, GMMHMM] | None = None
+
+    # ================================================================== training
+    def fit(self, data: Mapping[str, Sequence[np.ndarray]]) -> "WordRecognizer":
+        """Train one HMM per word from ``{word: [sequence (T, D), ...]}``.
+
+        Raises
+        ------
+        ValueError
+            No words, a word with no sequences, empty sequences, mismatched dimensions,
+            bad priors. The message names the word and the sequence.
+        """
+        if self.scoring not in ("forward", "viterbi"):
+            raise ValueError(f"scoring must be 'forward' or 'viterbi', got {self.scoring!r}")
+        if not data:
+            raise ValueError("no words to train")
+        words = [str(w) for w in data]
+        n_features = None
+        counts = {}
+        for word in data:
+            seqs = list(data[word])
+            if not seqs:
+                raise ValueError(f"word {word!r}: no training sequences")
+            try:
+                X, _ = check_sequences(seqs, n_features)
+            except ValueError as exc:
+                raise ValueError(f"word {word!r}: {exc}") from exc
+            n_features = X.shape[1]
+            counts[str(word)] = len(seqs)
+        params = {name: getattr(self, name) for name in _HMM_PARAMS}
+        if self.variance_floor is not None:
+            params["variance_floor"] = self.variance_floor * _global_variance(data)
+        jobs = [(str(w), params, list(data[w])) for w in data]
+        self.models_ = dict(parallel_map(_fit_word, jobs, jobs=min(self.n_jobs, len(jobs)),
+                                         desc="training word HMMs"))
+        self.words_ = words
+        self.n_features_ = n_features
+        self.log_priors_ = self._log_priors(counts)
+        self.train_counts_ = counts
+        return self
+
+    def _log_priors(self, counts: Mapping[str, int]) -> np.ndarray:
+        words = self.words_
+        if self.priors is None:
+            p = np.full(len(words), 1.0 / len(words))
+        elif isinstance(self.priors, str):
+            if self.priors != "empirical":
+                raise ValueError(f"priors must be None, 'empirical' or a mapping, got {self.priors!r}")
+            p = np.array([counts[w] for w in words], dtype=float)
+            p /= p.sum()
+        else:
+            unknown = set(map(str, self.priors)) - set(words)
+            if unknown:
+                raise ValueError(f"priors given for unknown word(s): {sorted(unknown)}")
+            missing = [w for w in words if w not in self.priors]
+            if missing:
+                raise ValueError(f"no prior given for word(s): {missing}")
+            p = np.array([float(self.priors[w]) for w in words])
+            if np.any(p < 0) or not np.isfinite(p).all() or p.sum() <= 0:
+                raise ValueError("priors must be finite, non-negative and not all zero")
+            p /= p.sum()
+        with np.errstate(divide="ignore"):
+            return np.log(p)
+
+    # ================================================================== scoring
+    def _check_fitted(self) -> None:
+        if self.models_ is None:
+            raise RuntimeError("this WordRecognizer is not trained: call fit() or load()")
+
+    def log_likelihoods(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """``log p(X_n | HMM_w)`` for every sequence and word, (n_seq, n_words), in ``words_`` order."""
+        self._check_fitted()
+        X, offsets = check_sequences(sequences, self.n_features_)
+        out = np.empty((offsets.size - 1, len(self.words_)))
+        for j, word in enumerate(self.words_):
+            out[:, j] = self.models_[word].score_batch(X, offsets, viterbi=self.scoring == "viterbi")
+        return out
+
+    def predict_log_proba(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """Log posterior ``log P(w | X_n)`` (priors included), (n_seq, n_words).
+
+        Raises
+        ------
+        NoPathError
+            If a sequence cannot be explained by any word model (too short).
+        """
+        joint = self.log_likelihoods(sequences) + self.log_priors_
+        best = joint.max(axis=1)
+        if np.any(best == -np.inf):
+            bad = int(np.flatnonzero(best == -np.inf)[0])
+            raise NoPathError(f"sequence {bad}: no word model can explain it (too short for "
+                              f"the topology, which needs at least "
+                              f"{int(self._min_frames())} frames)")
+        joint -= best[:, None]
+        return joint - np.log(np.exp(joint).sum(axis=1, keepdims=True))
+
+    def predict(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        """Most probable word of each sequence (array of str)."""
+        return np.asarray(self.words_)[self.predict_log_proba(sequences).argmax(axis=1)]
+
+    def score(self, sequences: Sequence[np.ndarray], labels: Sequence[str]) -> float:
+        """Accuracy of :meth:`predict` against ``labels`` (words seen in training)."""
+        self._check_fitted()
+        labels = [str(x) for x in labels]
+        unknown = sorted(set(labels) - set(self.words_))
+        if unknown:
+            raise ValueError(f"unknown word label(s) {unknown}; this recogniser knows {self.words_}")
+        if len(labels) != len(sequences):
+            raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
+        return float(np.mean(self.predict(sequences) == np.asarray(labels)))
+
+    def align(self, X: np.ndarray, word: str) -> tuple[float, np.ndarray]:
+        """Forced alignment of one utterance to a known word: Viterbi path of that word's HMM.
+
+        Returns ``(log p(X, best path), state path (T,))``.
+        """
+        self._check_fitted()
+        if str(word) not in self.models_:
+            raise ValueError(f"unknown word {word!r}; this recogniser knows {self.words_}")
+        return self.models_[str(word)].decode(X)
+
+    def _min_frames(self) -> float:
+        return min(m.topology_.min_frames for m in self.models_.values())
+
+    # ================================================================== persistence
+    def save(self, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> None:
+        """Save as a plain model file (format ``speakergmm.WordRecognizer`` v1), atomically."""
+        self._check_fitted()
+        arrays: dict[str, np.ndarray] = {"log_priors": self.log_priors_}
+        hmm_meta = {}
+        for j, word in enumerate(self.words_):
+            word_arrays, word_meta = self.models_[word].to_arrays(prefix=f"w{j}.")
+            arrays.update(word_arrays)
+            hmm_meta[str(j)] = word_meta
+        params = {name: getattr(self, name) for name in _HMM_PARAMS}
+        params.update(variance_floor=self.variance_floor, scoring=self.scoring,
+                      priors=self.priors if (self.priors is None or isinstance(self.priors, str))
+                      else {str(k): float(v) for k, v in self.priors.items()})
+        save_model_file(path, FORMAT, VERSION, arrays, {
+            "words": self.words_, "n_features": self.n_features_, "hmm": hmm_meta,
+            "params": params, "train_counts": self.train_counts_, "hmm_format": HMM_FORMAT,
+            "user": dict(meta or {}),
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "WordRecognizer":
+        """Load a file written by :meth:`save`; refuses corrupt or other-format/version files."""
+        arrays, meta, _ = load_model_file(path, FORMAT, (VERSION,), required=("log_priors",))
+        try:
+            params = dict(meta["params"])
+            rec = cls(**params)
+            rec.words_ = [str(w) for w in meta["words"]]
+            rec.n_features_ = int(meta["n_features"])
+            rec.train_counts_ = {str(k): int(v) for k, v in meta.get("train_counts", {}).items()}
+            rec.log_priors_ = np.asarray(arrays["log_priors"], dtype=float)
+            if rec.log_priors_.shape != (len(rec.words_),):
+                raise ValueError("log_priors does not match the word list")
+            rec.models_ = {
+                word: GMMHMM.from_arrays(arrays, meta["hmm"][str(j)], prefix=f"w{j}.")
+                for j, word in enumerate(rec.words_)
+            }
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path}: corrupt {FORMAT} file ({exc})") from exc
+        if any(m.n_features != rec.n_features_ for m in rec.models_.values()):
+            raise ModelFileError(f"{path}: corrupt {FORMAT} file (word models of another dimension)")
+        return rec
+
+    def __repr__(self) -> str:
+        words = f"{len(self.words_)} words" if self.models_ is not None else "not fitted"
+        return (f"WordRecognizer(n_states={self.n_states}, n_components={self.n_components}, "
+                f"covariance_type={self.covariance_type!r}, {words})")
+
+
+def _global_variance(data: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
+    """Per-dimension variance of all training frames (float64, streaming sums)."""
+    n = 0
+    s1 = 0.0
+    s2 = 0.0
+    for seqs in data.values():
+        for seq in seqs:
+            arr = np.asarray(seq, dtype=np.float64)
+            n += arr.shape[0]
+            s1 = s1 + arr.sum(axis=0)
+            s2 = s2 + (arr * arr).sum(axis=0)
+    mean = s1 / n
+    return np.maximum(s2 / n - mean * mean, 0.0)
