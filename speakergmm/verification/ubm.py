@@ -1,0 +1,405 @@
+"""Universal background model (UBM) training over a corpus, streaming and resumable.
+
+The UBM is grown by binary splitting (1 -> 2 -> 4 -> ... components, a few EM iterations
+at each size) with every EM iteration one *pass* over the corpus: features are read
+utterance by utterance, gathered into bounded chunks and pushed through the core's E-step
+(:meth:`GMM.e_step`), so memory does not grow with the corpus. With ``jobs > 1`` the
+utterance list is cut into one shard per worker; each worker accumulates a
+:class:`~speakergmm.mixture.SufficientStats` over its shard; the statistics are summed and
+:func:`~speakergmm.mixture.ml_update` turns them into the next model.
+
+Variances are floored at a fraction of the corpus' global variance (HTK/Kaldi practice),
+so that no component collapses onto a handful of identical frames.
+
+After every pass a checkpoint (a plain model file holding the model, the pass number, the
+training configuration and a fingerprint of the data) is written atomically; calling
+:func:`train_ubm` again with the same checkpoint path, configuration and data resumes after
+the last finished pass, and gives the same model as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from speakergmm.io import ModelFileError, load_model_file, save_model_file
+from speakergmm.mixture import GMM, SufficientStats, ml_update
+from speakergmm.mixture.em import split_components
+from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
+from speakergmm.utils import effective_jobs, progress, worker_pool
+from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
+
+__all__ = [
+    "UBMConfig",
+    "UBMResult",
+    "train_ubm",
+    "save_ubm",
+    "load_ubm",
+    "CHECKPOINT_FORMAT",
+]
+
+CHECKPOINT_FORMAT = "speakergmm.UBMCheckpoint"
+CHECKPOINT_VERSION = 1
+UBM_ROLE = "ubm"
+
+
+@dataclass(frozen=True)
+class UBMConfig:
+    """What a UBM training run does (saved in checkpoints and in the UBM file).
+
+    Parameters
+    ----------
+    n_components : int
+        Final number of Gaussians (need not be a power of two: the last split then splits
+        only the heaviest components).
+    covariance_type : {"diag", "full"}
+    iter_per_split : int
+        EM passes after each intermediate split.
+    final_iter : int
+        EM passes at the final size.
+    variance_floor : float
+        Variances are floored at this fraction of the corpus' global (per-dimension) variance.
+    reg_covar : float
+        Added to every variance (as scikit-learn's ``reg_covar``).
+    perturbation : float
+        Split offset, in standard deviations of the split component.
+    dtype : {"float32", "float64"}
+        Precision of the E-step arithmetic (statistics are always accumulated in float64).
+    """
+
+    n_components: int = 64
+    covariance_type: str = "diag"
+    iter_per_split: int = 4
+    final_iter: int = 8
+    variance_floor: float = 0.001
+    reg_covar: float = 1e-6
+    perturbation: float = 0.2
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if int(self.n_components) < 1:
+            raise ValueError(f"n_components must be >= 1; got {self.n_components}")
+        if self.covariance_type not in ("diag", "full"):
+            raise ValueError(f"covariance_type must be 'diag' or 'full'; got {self.covariance_type!r}")
+        if self.iter_per_split < 1 or self.final_iter < 1:
+            raise ValueError("iter_per_split and final_iter must be >= 1")
+        if not 0.0 <= self.variance_floor < 1.0:
+            raise ValueError(f"variance_floor is a fraction of the global variance in [0, 1); got {self.variance_floor}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}")
+
+    def schedule(self) -> list[tuple[int, int, int]]:
+        """The passes over the data: ``(n_components, iteration, iterations at that size)``.
+
+        Pass 0 estimates the one-component (global) model, which also gives the variance
+        floor; every later pass is one EM iteration, the first at each size after a split.
+        """
+        passes = [(1, 1, 1)]
+        size = 1
+        while size < self.n_components:
+            size = min(2 * size, self.n_components)
+            n_iter = self.final_iter if size == self.n_components else self.iter_per_split
+            passes.extend((size, i + 1, n_iter) for i in range(n_iter))
+        if self.n_components == 1:
+            passes.extend((1, i + 1, self.final_iter) for i in range(self.final_iter))
+        return passes
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class UBMResult:
+    """Outcome of :func:`train_ubm`."""
+
+    gmm: GMM
+    config: UBMConfig
+    history: list = field(default_factory=list)  # mean log-likelihood per frame, per pass
+    n_frames: float = 0.0
+    n_utterances: int = 0
+    resumed_from: int | None = None  # passes already done when the run resumed
+    variance_floor: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- accumulation
+def _accumulate_shard(payload: tuple) -> dict[str, np.ndarray]:
+    """E-step over one shard of utterances (runs in a worker process)."""
+    source, utterances, model_arrays, dtype, chunk_frames = payload
+    gmm = GMM.from_arrays(model_arrays, dtype=np.dtype(dtype))
+    stats = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
+    for X in iter_buffered(source, utterances, gmm.n_features, chunk_frames):
+        gmm.e_step(X, stats=stats)
+    return stats.to_arrays()
+
+
+def _shards(utterances: Sequence[str], n_shards: int) -> list[list[str]]:
+    """Contiguous, near-equal shards (deterministic, so results do not depend on timing)."""
+    bounds = np.linspace(0, len(utterances), n_shards + 1).round().astype(int)
+    return [list(utterances[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+class _Accumulator:
+    """Sum of the per-shard statistics of a model, in-process or over a worker pool."""
+
+    def __init__(self, source: FeatureSource, utterances: Sequence[str], jobs: int,
+                 dtype: str, chunk_frames: int):
+        self.source = source
+        self.jobs = max(1, min(jobs, len(utterances)))
+        self.shards = _shards(utterances, self.jobs)
+        self.dtype = dtype
+        self.chunk_frames = chunk_frames
+        self.pool = worker_pool(self.jobs) if self.jobs > 1 else None
+
+    def __call__(self, gmm: GMM) -> SufficientStats:
+        arrays = gmm.to_arrays()
+        payloads = [(self.source, shard, arrays, self.dtype, self.chunk_frames) for shard in self.shards]
+        if self.pool is None:
+            results = map(_accumulate_shard, payloads)
+        else:
+            results = self.pool.map(_accumulate_shard, payloads)
+        total = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
+        for arrays_k in results:  # summed in shard order: deterministic
+            total += SufficientStats.from_arrays(arrays_k)
+        return total
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _trivial_gmm(n_features: int, covariance_type: str) -> GMM:
+    cov = np.eye(n_features)[None] if covariance_type == "full" else np.ones((1, n_features))
+    return GMM(np.ones(1), np.zeros((1, n_features)), cov, covariance_type)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _save_checkpoint(path: Path, gmm: GMM, pass_index: int, n_passes: int, config: UBMConfig,
+                     data_fingerprint: str, history: list[float], floor: np.ndarray,
+                     n_frames: float) -> None:
+    arrays = dict(gmm.to_arrays())
+    arrays["variance_floor"] = floor
+    arrays["history"] = np.asarray(history, dtype=np.float64)
+    meta = {
+        "pass": pass_index,
+        "n_passes": n_passes,
+        "config": config.to_dict(),
+        "data_fingerprint": data_fingerprint,
+        "n_frames": n_frames,
+    }
+    save_model_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, arrays, meta)
+
+
+def _load_checkpoint(path: Path, config: UBMConfig, data_fingerprint: str
+                     ) -> tuple[GMM, int, list[float], np.ndarray, float]:
+    arrays, meta, _ = load_model_file(
+        path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,),
+        required=("covariance_type", "weights", "means", "covariances", "variance_floor", "history"),
+    )
+    if meta.get("config") != config.to_dict():
+        differing = {k: (meta.get("config", {}).get(k), v) for k, v in config.to_dict().items()
+                     if meta.get("config", {}).get(k) != v}
+        raise VerificationError(
+            f"{path}: checkpoint of a UBM training run with another configuration "
+            f"({'; '.join(f'{k}: {a!r} in the checkpoint vs {b!r} now' for k, (a, b) in differing.items())}); "
+            "delete it or choose another checkpoint path to start afresh")
+    if meta.get("data_fingerprint") != data_fingerprint:
+        raise VerificationError(
+            f"{path}: checkpoint of a UBM training run on other data; delete it or choose "
+            "another checkpoint path to start afresh")
+    gmm = GMM.from_arrays(arrays, dtype=np.dtype(config.dtype))
+    return (gmm, int(meta["pass"]), [float(v) for v in arrays["history"]],
+            np.asarray(arrays["variance_floor"], dtype=np.float64), float(meta.get("n_frames", 0.0)))
+
+
+# --------------------------------------------------------------------------- training
+def train_ubm(
+    source: Any,
+    n_components: int = 64,
+    *,
+    utterances: Sequence[str] | None = None,
+    covariance_type: str = "diag",
+    iter_per_split: int = 4,
+    final_iter: int = 8,
+    variance_floor: float = 0.001,
+    reg_covar: float = 1e-6,
+    perturbation: float = 0.2,
+    dtype: str = "float64",
+    jobs: int = 1,
+    checkpoint: str | Path | None = None,
+    chunk_frames: int = 8192,
+    log: Callable[[str], None] | None = None,
+    show_progress: bool | None = None,
+    stop_after: int | None = None,
+) -> UBMResult:
+    """Train a UBM on a corpus by binary splitting and EM, streaming the features.
+
+    Parameters
+    ----------
+    source : feature store, mapping, list of arrays or list of ``.npy`` paths
+        See :mod:`speakergmm.verification.sources`.
+    n_components : int
+        Gaussians in the final UBM.
+    utterances : sequence of str, optional
+        The utterance ids to train on (repeats allowed); all of the source's by default.
+    covariance_type : {"diag", "full"}
+    iter_per_split, final_iter : int
+        EM passes after each intermediate split, and at the final size.
+    variance_floor : float
+        Floor on variances, as a fraction of the global variance of the data.
+    reg_covar, perturbation : float
+        See :class:`UBMConfig`.
+    dtype : {"float64", "float32"}
+        E-step precision.
+    jobs : int
+        Worker processes (``0``: all cores). Each accumulates statistics over its shard.
+    checkpoint : path, optional
+        Checkpoint file written after every pass; when it exists, training resumes from it
+        (it must come from the same configuration and data, else :class:`VerificationError`).
+    chunk_frames : int
+        Frames gathered per E-step call (bounds memory together with the largest utterance).
+    log : callable, optional
+        Receives one line per pass (size, iteration, log-likelihood per frame, time).
+    show_progress : bool, optional
+        Progress bar over the passes (default: when stderr is a terminal).
+    stop_after : int, optional
+        Stop after this many passes have been completed in total (the checkpoint is kept):
+        to split long runs, and to test resumption.
+
+    Returns
+    -------
+    UBMResult
+        ``gmm`` is the trained UBM (float64 E-step precision regardless of ``dtype``).
+    """
+    started = time.perf_counter()
+    config = UBMConfig(n_components=int(n_components), covariance_type=covariance_type,
+                       iter_per_split=int(iter_per_split), final_iter=int(final_iter),
+                       variance_floor=float(variance_floor), reg_covar=float(reg_covar),
+                       perturbation=float(perturbation), dtype=str(np.dtype(dtype)))
+    src = as_source(source)
+    utts = list(src.ids() if utterances is None else utterances)
+    if not utts:
+        raise VerificationError("no utterances to train the UBM on")
+    schedule = config.schedule()
+    n_passes = len(schedule)
+    fingerprint = src.fingerprint(utts)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+
+    gmm: GMM | None = None
+    done = 0  # passes completed
+    history: list[float] = []
+    floor = np.zeros(0)
+    n_frames = 0.0
+    resumed_from = None
+    if checkpoint is not None and checkpoint.exists():
+        try:
+            gmm, last, history, floor, n_frames = _load_checkpoint(checkpoint, config, fingerprint)
+        except ModelFileError as exc:
+            raise VerificationError(f"cannot resume UBM training: {exc}") from exc
+        done = last + 1
+        resumed_from = done
+        if log:
+            log(f"ubm: resuming from {checkpoint} after pass {done}/{n_passes}")
+
+    n_features = gmm.n_features if gmm is not None else None
+    if n_features is None:
+        n_features = _first_dimension(src, utts)
+    accumulate = _Accumulator(src, utts, effective_jobs(jobs), config.dtype, chunk_frames)
+    try:
+        remaining = range(done, n_passes if stop_after is None else min(n_passes, stop_after))
+        for p in progress(remaining, desc="UBM training", total=len(remaining), enabled=show_progress,
+                          unit="pass"):
+            size, iteration, n_iter = schedule[p]
+            t0 = time.perf_counter()
+            if p == 0:
+                stats = accumulate(_trivial_gmm(n_features, config.covariance_type))
+                if stats.n_frames <= 0:
+                    raise VerificationError("the UBM training utterances hold no frames")
+                global_model = ml_update(stats, reg_covar=config.reg_covar)
+                global_var = (np.diag(global_model.covariances[0]) if config.covariance_type == "full"
+                              else global_model.covariances[0])
+                floor = config.variance_floor * global_var
+                gmm = ml_update(stats, reg_covar=config.reg_covar, variance_floor=floor,
+                                dtype=np.dtype(config.dtype))
+            else:
+                assert gmm is not None
+                if gmm.n_components < size:
+                    gmm = split_components(gmm, size, config.perturbation)
+                stats = accumulate(gmm)
+                gmm = ml_update(stats, reg_covar=config.reg_covar, variance_floor=floor,
+                                previous=gmm, dtype=np.dtype(config.dtype))
+            n_frames = stats.n_frames
+            # Pass 0's statistics were taken under a placeholder model: report the global
+            # Gaussian's own log-likelihood instead (closed form at the ML estimate).
+            history.append(_gaussian_ml_loglik(gmm) if p == 0 else stats.log_likelihood / stats.n_frames)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, gmm, p, n_passes, config, fingerprint, history, floor, n_frames)
+            if log:
+                log(f"ubm: pass {p + 1}/{n_passes}: {size} components, iteration {iteration}/{n_iter}, "
+                    f"log-likelihood {history[-1]:.4f} per frame over {int(n_frames)} frames "
+                    f"({time.perf_counter() - t0:.2f} s)")
+    finally:
+        accumulate.close()
+    assert gmm is not None
+    return UBMResult(gmm=gmm.astype(np.float64), config=config, history=history, n_frames=n_frames,
+                     n_utterances=len(utts), resumed_from=resumed_from, variance_floor=floor,
+                     seconds=time.perf_counter() - started)
+
+
+def _gaussian_ml_loglik(gmm: GMM) -> float:
+    """Mean log-likelihood per frame of data under its own one-Gaussian ML fit."""
+    cov = gmm.covariances[0]
+    D = gmm.n_features
+    logdet = np.linalg.slogdet(cov)[1] if cov.ndim == 2 else float(np.sum(np.log(cov)))
+    return float(-0.5 * (D * np.log(2 * np.pi) + logdet + D))
+
+
+def _first_dimension(src: FeatureSource, utterances: Sequence[str]) -> int:
+    for utt in utterances:
+        X = src.load(utt)
+        if X.ndim != 2:
+            raise VerificationError(f"utterance {utt!r}: features must be 2-D, got shape {X.shape}")
+        if X.shape[0]:
+            return int(X.shape[1])
+    raise VerificationError("the UBM training utterances hold no frames")
+
+
+# --------------------------------------------------------------------------- files
+def save_ubm(path: str | Path, gmm: GMM, feature_config: Any = None,
+             training: dict[str, Any] | None = None) -> None:
+    """Save a UBM as a plain ``speakergmm.GMM`` file with its feature configuration.
+
+    The metadata holds ``role: "ubm"``, the UBM's fingerprint, the feature configuration
+    (a :class:`~speakergmm.features.FeatureConfig` or its dict) and training details.
+    """
+    meta: dict[str, Any] = {"role": UBM_ROLE, "fingerprint": gmm.fingerprint()}
+    if feature_config is not None:
+        meta["feature_config"] = feature_config.to_dict() if hasattr(feature_config, "to_dict") else dict(feature_config)
+    if training:
+        meta["training"] = training
+    gmm.save(path, meta=meta)
+
+
+def load_ubm(path: str | Path) -> tuple[GMM, dict[str, Any]]:
+    """Load a UBM saved by :func:`save_ubm`; returns ``(gmm, meta)``.
+
+    Raises
+    ------
+    speakergmm.io.ModelFileError
+        If the file is missing, corrupt, not a GMM, or altered since it was saved.
+    """
+    gmm = GMM.load(path)
+    _, meta, _ = load_model_file(path, GMM_FORMAT, (GMM_VERSION,))
+    if meta.get("fingerprint") not in (None, gmm.fingerprint()):
+        raise ModelFileError(f"{path}: the UBM's parameters do not match its recorded fingerprint")
+    return gmm, meta
+
+
+def _stderr_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
