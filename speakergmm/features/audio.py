@@ -1,0 +1,131 @@
+"""Reading audio for the front end: any soundfile format, mono, at the configured rate.
+
+Every way a file can be unusable raises :class:`FeatureError` (a ``ValueError``) whose
+message names the file and the reason, so that batch jobs can skip it and say why.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FeatureError", "read_audio", "as_mono", "resample", "dither_signal", "INT16_SCALE"]
+
+#: Samples are analysed in the 16-bit integer range (as Kaldi does), so that dither and
+#: energy thresholds keep their usual meaning whatever the file's sample format.
+INT16_SCALE = 32768.0
+
+
+class FeatureError(ValueError):
+    """A file or signal cannot give features; ``source`` names it and ``reason`` says why."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file as a mono float64 signal scaled to the 16-bit range.
+
+    Parameters
+    ----------
+    path : path-like
+        Any format libsndfile reads (wav, flac, ogg, ...).
+    sample_rate : int, optional
+        Resample to this rate when the file's rate differs.
+
+    Returns
+    -------
+    signal : ndarray of shape (n_samples,), float64, in [-32768, 32768)
+    sample_rate : int
+        The signal's rate (``sample_rate`` when given).
+
+    Raises
+    ------
+    FeatureError
+        When the file is missing, unreadable, empty, silent (all samples zero) or holds
+        non-finite samples.
+    """
+    import soundfile
+
+    name = str(path)
+    try:
+        data, rate = soundfile.read(name, dtype="float64", always_2d=True)
+    except FileNotFoundError:
+        raise FeatureError(name, "audio file not found") from None
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
+        raise FeatureError(name, _unreadable_reason(Path(name), exc)) from None
+    signal = check_signal(as_mono(data), name)
+    signal = signal * INT16_SCALE
+    if sample_rate is not None and rate != sample_rate:
+        signal = resample(signal, rate, sample_rate)
+        rate = sample_rate
+    return signal, int(rate)
+
+
+def _unreadable_reason(path: Path, exc: BaseException) -> str:
+    if not path.exists():
+        return "audio file not found"
+    if path.is_dir():
+        return "is a directory, not an audio file"
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+    except OSError:
+        pass
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # libsndfile says "Error opening '<path>': <why>"; the path is already in the message.
+    if detail.startswith("Error opening") and "': " in detail:
+        detail = detail.split("': ", 1)[1]
+    return f"unreadable audio ({detail})"
+
+
+def as_mono(data: np.ndarray) -> np.ndarray:
+    """Average the channels of a ``(n_samples, n_channels)`` array (1-D passes through)."""
+    if data.ndim == 1:
+        return data
+    if data.ndim != 2:
+        raise ValueError(f"expected a 1-D signal or (n_samples, n_channels), got shape {data.shape}")
+    return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+
+
+def check_signal(signal: np.ndarray, name: str) -> np.ndarray:
+    """Refuse empty, non-finite and all-zero signals with a :class:`FeatureError`."""
+    if signal.size == 0:
+        raise FeatureError(name, "empty audio (0 samples)")
+    if not np.isfinite(signal).all():
+        raise FeatureError(name, "audio holds non-finite samples (NaN or infinity)")
+    if not signal.any():
+        raise FeatureError(name, f"silent audio: all {signal.size} samples are zero")
+    return signal
+
+
+def resample(signal: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Polyphase resampling (:func:`scipy.signal.resample_poly`, Kaiser-windowed FIR)."""
+    if orig_rate == target_rate:
+        return signal
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(orig_rate), int(target_rate))
+    return resample_poly(signal, int(target_rate) // g, int(orig_rate) // g)
+
+
+def dither_signal(signal: np.ndarray, amount: float, seed: int | None) -> np.ndarray:
+    """Add Gaussian noise of standard deviation ``amount``.
+
+    With a ``seed`` the noise depends only on (seed, the signal's samples), so a file gets
+    the same dither in every run and every process, wherever it is stored.
+    """
+    if amount <= 0:
+        return signal
+    if seed is None:
+        rng = np.random.default_rng()
+    else:
+        digest = zlib.crc32(np.ascontiguousarray(signal).view(np.uint8))
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, digest])
+    return signal + amount * rng.standard_normal(signal.shape[0])

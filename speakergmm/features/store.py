@@ -1,0 +1,546 @@
+"""Batch extraction of a data directory into an on-disk feature cache, and its reader.
+
+Cache layout (``out_dir``)::
+
+    config.json     the FeatureConfig (FeatureConfig.save)
+    feats/<utt>.npy one float32 (n_frames, n_features) array per utterance (plain numpy)
+    index.json      utterance -> feature file, frame count, and the audio's (path, size, mtime)
+    report.json     the last run's summary: counts and every skipped utterance with its reason
+    .journal.jsonl  results of a run in progress (lets an interrupted run resume)
+
+Every file is written atomically. A rerun reuses the features of every utterance whose
+audio (path, size, modification time) and configuration are unchanged, so it is instant
+when nothing changed and an interrupted run resumes where it stopped; a changed
+configuration recomputes everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+import sys
+import time
+from collections.abc import Mapping
+from concurrent.futures import as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from speakergmm.corpus import DataDir, read_data_dir
+from speakergmm.features.audio import FeatureError
+from speakergmm.features.config import FeatureConfig, FeatureConfigError
+from speakergmm.features.extract import get_extractor
+from speakergmm.io import atomic_path, atomic_write_json
+from speakergmm.utils import effective_jobs, progress, worker_pool
+
+__all__ = [
+    "BatchReport",
+    "SkippedUtterance",
+    "FeatureStore",
+    "FeatureStream",
+    "FeatureStoreError",
+    "extract_data_dir",
+    "EXIT_SKIPPED",
+]
+
+CACHE_FORMAT = "speakergmm.FeatureCache"
+CACHE_VERSION = 1
+REPORT_FORMAT = "speakergmm.FeatureReport"
+
+#: Exit status of a batch that finished but skipped some utterances.
+EXIT_SKIPPED = 3
+
+_CONFIG = "config.json"
+_INDEX = "index.json"
+_REPORT = "report.json"
+_JOURNAL = ".journal.jsonl"
+_FEATS = "feats"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,150}")
+
+
+class FeatureStoreError(ValueError):
+    """A feature cache is missing, incomplete, corrupt or inconsistent."""
+
+
+@dataclass(frozen=True)
+class SkippedUtterance:
+    """An utterance a batch could not extract, with the reason."""
+
+    utt: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.utt} ({self.path}): {self.reason}"
+
+
+@dataclass
+class BatchReport:
+    """Outcome of :func:`extract_data_dir` (also saved as ``report.json``).
+
+    Attributes
+    ----------
+    out_dir : Path
+    n_utterances : int
+        Utterances in the data directory.
+    n_extracted, n_reused : int
+        Computed in this run / taken unchanged from the cache.
+    skipped : list of SkippedUtterance
+    n_frames : int
+        Frames in the cache over all good utterances.
+    audio_seconds : float
+        Seconds of audio behind the cached features.
+    extracted_seconds : float
+        Seconds of audio analysed in this run.
+    elapsed : float
+        Wall-clock seconds of the run.
+    config_hash : str
+    """
+
+    out_dir: Path
+    n_utterances: int
+    n_extracted: int
+    n_reused: int
+    skipped: list[SkippedUtterance] = field(default_factory=list)
+    n_frames: int = 0
+    audio_seconds: float = 0.0
+    extracted_seconds: float = 0.0
+    elapsed: float = 0.0
+    config_hash: str = ""
+    jobs: int = 1
+
+    @property
+    def n_ok(self) -> int:
+        """Utterances with features in the cache."""
+        return self.n_extracted + self.n_reused
+
+    @property
+    def ok(self) -> bool:
+        """True when no utterance was skipped."""
+        return not self.skipped
+
+    @property
+    def exit_status(self) -> int:
+        """0 when everything was extracted, :data:`EXIT_SKIPPED` (3) when some were skipped."""
+        return 0 if self.ok else EXIT_SKIPPED
+
+    @property
+    def real_time_factor(self) -> float:
+        """Wall-clock seconds per second of audio analysed in this run (nan if none)."""
+        return self.elapsed / self.extracted_seconds if self.extracted_seconds > 0 else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-able data (what ``report.json`` holds)."""
+        return {
+            "format": REPORT_FORMAT,
+            "version": 1,
+            "out_dir": str(self.out_dir),
+            "config_hash": self.config_hash,
+            "n_utterances": self.n_utterances,
+            "n_ok": self.n_ok,
+            "n_extracted": self.n_extracted,
+            "n_reused": self.n_reused,
+            "n_skipped": len(self.skipped),
+            "skipped": [{"utt": s.utt, "path": s.path, "reason": s.reason} for s in self.skipped],
+            "n_frames": self.n_frames,
+            "audio_seconds": round(self.audio_seconds, 3),
+            "extracted_seconds": round(self.extracted_seconds, 3),
+            "elapsed_seconds": round(self.elapsed, 3),
+            "jobs": self.jobs,
+            "exit_status": self.exit_status,
+        }
+
+    def summary(self) -> str:
+        """Human-readable lines: counts, then one line per skipped utterance."""
+        lines = [f"{self.n_ok} of {self.n_utterances} utterances have features in {self.out_dir} "
+                 f"({self.n_extracted} extracted, {self.n_reused} reused from the cache; "
+                 f"{self.n_frames} frames, {self.audio_seconds:.1f} s of audio) in {self.elapsed:.2f} s"]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} utterance(s):")
+            lines.extend(f"  {s}" for s in self.skipped)
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- workers
+def _extract_chunk(task: tuple[dict[str, Any], str, list[tuple[str, str, str]]]) -> list[tuple]:
+    """Extract a chunk of utterances and write their .npy files (runs in a worker).
+
+    Returns small tuples only: ``(utt, n_frames, seconds, None)`` or ``(utt, None, 0, reason)``.
+    """
+    config_dict, feats_dir, items = task
+    extractor = get_extractor(FeatureConfig.from_dict(config_dict))
+    results = []
+    for utt, path, filename in items:
+        try:
+            extraction = extractor.extract_full(path)
+            with atomic_path(os.path.join(feats_dir, filename)) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, extraction.features, allow_pickle=False)
+            results.append((utt, int(extraction.features.shape[0]), extraction.duration, None))
+        except FeatureError as exc:
+            results.append((utt, None, 0.0, exc.reason))
+        except MemoryError:
+            results.append((utt, None, 0.0, "out of memory while extracting"))
+        except Exception as exc:  # a bad file must never stop the batch
+            results.append((utt, None, 0.0, f"extraction failed ({type(exc).__name__}: {exc})"))
+    return results
+
+
+def _feature_filename(utt: str) -> str:
+    if _SAFE_NAME.fullmatch(utt):
+        return utt + ".npy"
+    # ids with '/', odd characters or great length get a stable hashed name
+    return "u-" + hashlib.sha1(utt.encode("utf-8")).hexdigest()[:20] + ".npy"
+
+
+# ---------------------------------------------------------------------- cache state
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _previous_entries(out: Path, config_hash: str) -> dict[str, dict[str, Any]]:
+    """Entries of a previous run (finished or interrupted) made with the same configuration."""
+    index = _read_json(out / _INDEX)
+    entries: dict[str, dict[str, Any]] = {}
+    if (isinstance(index, dict) and index.get("format") == CACHE_FORMAT
+            and index.get("version") == CACHE_VERSION and index.get("config_hash") == config_hash
+            and isinstance(index.get("utterances"), dict)):
+        entries.update(index["utterances"])
+    journal = out / _JOURNAL
+    if journal.is_file():
+        with open(journal, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by an interruption
+                if isinstance(record, dict) and record.get("config_hash") == config_hash and "utt" in record:
+                    entries[record["utt"]] = {k: v for k, v in record.items() if k not in ("utt", "config_hash")}
+    return entries
+
+
+def _same_source(entry: Mapping[str, Any], path: str, st: os.stat_result) -> bool:
+    return (entry.get("path") == path and entry.get("size") == st.st_size
+            and entry.get("mtime_ns") == st.st_mtime_ns)
+
+
+# ---------------------------------------------------------------------- the batch
+def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike,
+                     config: FeatureConfig | None = None, jobs: int = 1,
+                     progress: bool | None = None, force: bool = False,
+                     chunk_size: int | None = None) -> BatchReport:
+    """Extract features for every utterance of a data directory into a cache on disk.
+
+    Parameters
+    ----------
+    data_dir : path-like or DataDir
+        Kaldi-style data directory (see :mod:`speakergmm.corpus`).
+    out_dir : path-like
+        Feature cache directory (created; reused when it holds a previous run).
+    config : FeatureConfig, optional
+        Defaults to ``FeatureConfig()``. A cache made with another configuration is
+        recomputed entirely.
+    jobs : int
+        Worker processes (0 or None: all cores; negative: all but some); each worker
+        extracts whole chunks of files and writes their features itself, so only paths
+        and frame counts cross process boundaries.
+    progress : bool, optional
+        Show a progress bar (default: when stderr is a terminal).
+    force : bool
+        Recompute every utterance even when its cached features are current.
+    chunk_size : int, optional
+        Files per task sent to a worker (default: a few dozen).
+
+    Returns
+    -------
+    BatchReport
+        Also written to ``out_dir/report.json``. Bad audio (missing, unreadable, empty,
+        silent, too short, no speech after VAD) never stops the batch: it is skipped and
+        listed with its reason; ``report.exit_status`` is then 3.
+
+    Raises
+    ------
+    CorpusError
+        If the data directory itself is malformed.
+    FeatureStoreError
+        If ``out_dir`` cannot be used (e.g. it is a file).
+    """
+    start = time.perf_counter()
+    data = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
+    config = config if config is not None else FeatureConfig()
+    jobs = effective_jobs(jobs)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FeatureStoreError(f"{out}: exists and is not a directory")
+    feats_dir = out / _FEATS
+    feats_dir.mkdir(parents=True, exist_ok=True)
+    config_hash = config.hash()
+
+    old_config = _read_json(out / _CONFIG)
+    same_config = isinstance(old_config, dict) and old_config.get("hash") == config_hash
+    previous = {} if (force or not same_config) else _previous_entries(out, config_hash)
+    if not same_config:
+        # Drop the old run's bookkeeping *before* any new feature is written, so nothing
+        # computed with the old configuration can ever be taken for current.
+        for name in (_INDEX, _JOURNAL):
+            (out / name).unlink(missing_ok=True)
+        config.save(out / _CONFIG)
+
+    entries: dict[str, dict[str, Any]] = {}
+    skipped: list[SkippedUtterance] = []
+    todo: list[tuple[str, str, str, os.stat_result]] = []
+    for utt, path in data.wav.items():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            skipped.append(SkippedUtterance(utt, path, "audio file not found"))
+            continue
+        except OSError as exc:
+            skipped.append(SkippedUtterance(utt, path, f"cannot access audio ({exc.strerror or exc})"))
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            skipped.append(SkippedUtterance(utt, path, "not a regular file"
+                                            + (" (a directory)" if stat.S_ISDIR(st.st_mode) else "")))
+            continue
+        entry = previous.get(utt)
+        if (entry is not None and _same_source(entry, path, st)
+                and (feats_dir / str(entry.get("file", ""))).is_file()):
+            entries[utt] = entry
+            continue
+        todo.append((utt, path, _feature_filename(utt), st))
+    n_reused = len(entries)
+
+    n_extracted = 0
+    extracted_seconds = 0.0
+    if todo:
+        size = chunk_size or max(1, min(32, math.ceil(len(todo) / (jobs * 16))))
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        n_workers = min(jobs, len(chunks))
+        by_utt = {item[0]: item for item in todo}
+        config_dict = config.to_dict()
+        get_extractor(config)  # built once here; forked workers inherit it
+        tasks = [(config_dict, str(feats_dir), [(u, p, f) for u, p, f, _ in chunk]) for chunk in chunks]
+        with open(out / _JOURNAL, "a", encoding="utf-8", buffering=1) as journal:
+            results = _run_tasks(tasks, n_workers)
+            for utt, n_frames, seconds, reason in _progress(results, len(todo), progress):
+                _, path, filename, st = by_utt[utt]
+                if reason is not None:
+                    skipped.append(SkippedUtterance(utt, path, reason))
+                    continue
+                entry = {"file": filename, "path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                         "n_frames": n_frames, "seconds": round(seconds, 6)}
+                entries[utt] = entry
+                n_extracted += 1
+                extracted_seconds += seconds
+                journal.write(json.dumps({"utt": utt, "config_hash": config_hash, **entry}) + "\n")
+
+    order = {utt: i for i, utt in enumerate(data.wav)}
+    entries = dict(sorted(entries.items(), key=lambda kv: order[kv[0]]))
+    skipped.sort(key=lambda s: order[s.utt])
+    atomic_write_json(out / _INDEX, {
+        "format": CACHE_FORMAT, "version": CACHE_VERSION, "config_hash": config_hash,
+        "n_features": config.n_features,
+        "data_dir": str(data.path) if data.path is not None else None,
+        "utterances": entries,
+    })
+    (out / _JOURNAL).unlink(missing_ok=True)
+    _remove_stale_files(feats_dir, {e["file"] for e in entries.values()})
+
+    report = BatchReport(
+        out_dir=out, n_utterances=len(data.wav), n_extracted=n_extracted, n_reused=n_reused,
+        skipped=skipped, n_frames=int(sum(e["n_frames"] for e in entries.values())),
+        audio_seconds=float(sum(e.get("seconds", 0.0) for e in entries.values())),
+        extracted_seconds=extracted_seconds, config_hash=config_hash, jobs=jobs,
+    )
+    report.elapsed = time.perf_counter() - start
+    atomic_write_json(out / _REPORT, report.to_dict())
+    return report
+
+
+def _run_tasks(tasks: list, n_workers: int) -> Iterator[tuple]:
+    """Per-utterance results of all tasks, in-process or from a pool of pinned workers."""
+    if n_workers <= 1:
+        for task in tasks:
+            yield from _extract_chunk(task)
+        return
+    with worker_pool(n_workers) as pool:
+        futures = [pool.submit(_extract_chunk, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield from future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _progress(results: Iterable[tuple], total: int, enabled: bool | None) -> Iterable[tuple]:
+    return progress(results, desc="features", total=total, enabled=enabled, unit="utt")
+
+
+def _remove_stale_files(feats_dir: Path, keep: set[str]) -> None:
+    """Delete feature files no current utterance uses (and leftovers of interrupted writes)."""
+    for entry in os.scandir(feats_dir):
+        name = entry.name
+        if name in keep:
+            continue
+        if name.endswith(".npy") or (name.startswith(".") and name.endswith(".tmp")):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------- reading
+class FeatureStream:
+    """A re-iterable sequence of feature arrays (one per utterance), read lazily from a store.
+
+    Iterating it twice reads the files twice, so it can feed multi-pass EM over a corpus
+    without holding the corpus in memory.
+    """
+
+    def __init__(self, store: "FeatureStore", utterances: list[str]):
+        self.store = store
+        self.utterances = utterances
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for utt in self.utterances:
+            yield self.store[utt]
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    @property
+    def n_frames(self) -> int:
+        """Total frames over the stream's utterances (from the index; no file is read)."""
+        return sum(self.store.n_frames(u) for u in self.utterances)
+
+
+class FeatureStore(Mapping):
+    """Read-only access to a feature cache written by :func:`extract_data_dir`.
+
+    A mapping ``utterance id -> (n_frames, n_features) float32 array``; arrays are read from
+    disk on each access (``mmap=True`` maps them instead).
+
+    Examples
+    --------
+    >>> store = FeatureStore("exp/feats")                   # doctest: +SKIP
+    >>> store.config.n_features, len(store)                  # doctest: +SKIP
+    >>> X = store["george-0_george_5"]                       # doctest: +SKIP
+    >>> for utt, X in store.items(): ...                     # doctest: +SKIP
+    >>> gmm_training_data = store.arrays(train_utterances)   # re-iterable, lazy
+    """
+
+    def __init__(self, path: str | os.PathLike, mmap: bool = False):
+        self.path = Path(path)
+        self.mmap = mmap
+        index_path = self.path / _INDEX
+        if not self.path.is_dir():
+            raise FeatureStoreError(f"{self.path}: no such feature cache directory")
+        if not index_path.is_file():
+            if (self.path / _JOURNAL).is_file():
+                raise FeatureStoreError(f"{self.path}: feature cache is incomplete (an extraction was "
+                                        "interrupted); rerun `speakergmm features` to finish it")
+            raise FeatureStoreError(f"{self.path}: not a feature cache (no {_INDEX})")
+        try:
+            self.config = FeatureConfig.load(self.path / _CONFIG)
+        except FeatureConfigError as exc:
+            raise FeatureStoreError(f"{self.path}: unusable feature cache configuration: {exc}") from exc
+        index = _read_json(index_path)
+        if not isinstance(index, dict) or index.get("format") != CACHE_FORMAT:
+            raise FeatureStoreError(f"{index_path}: not a {CACHE_FORMAT} index (corrupt?)")
+        if index.get("version") != CACHE_VERSION:
+            raise FeatureStoreError(f"{index_path}: cache version {index.get('version')!r} is not supported "
+                                    f"(this speakergmm reads version {CACHE_VERSION}); re-extract")
+        if index.get("config_hash") != self.config.hash():
+            raise FeatureStoreError(f"{self.path}: index and {_CONFIG} disagree (config hash "
+                                    f"{index.get('config_hash')} vs {self.config.hash()}); re-extract")
+        self._entries: dict[str, dict[str, Any]] = index.get("utterances") or {}
+        self.n_features = self.config.n_features
+        self.data_dir = index.get("data_dir")
+
+    # Mapping protocol -------------------------------------------------------------
+    def __getitem__(self, utt: str) -> np.ndarray:
+        entry = self._entries.get(utt)
+        if entry is None:
+            reason = self.skipped.get(utt)
+            why = f" (skipped at extraction: {reason})" if reason else ""
+            raise KeyError(f"utterance {utt!r} has no features in {self.path}{why}")
+        file = self.path / _FEATS / entry["file"]
+        try:
+            array = np.load(file, mmap_mode="r" if self.mmap else None, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise FeatureStoreError(f"{file}: features of {utt!r} missing or corrupt ({exc}); "
+                                    "re-extract") from exc
+        if array.ndim != 2 or array.shape != (entry["n_frames"], self.n_features):
+            raise FeatureStoreError(
+                f"{file}: features of {utt!r} have shape {array.shape}, the index says "
+                f"({entry['n_frames']}, {self.n_features}); re-extract")
+        return array
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, utt: object) -> bool:
+        return utt in self._entries
+
+    # Extras --------------------------------------------------------------------------
+    @property
+    def utterances(self) -> list[str]:
+        """Utterance ids with features, in data-directory order."""
+        return list(self._entries)
+
+    def n_frames(self, utt: str) -> int:
+        """Frame count of an utterance (from the index; no file is read)."""
+        return int(self._entries[utt]["n_frames"])
+
+    @property
+    def total_frames(self) -> int:
+        """Frames over all utterances."""
+        return sum(int(e["n_frames"]) for e in self._entries.values())
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Utterances the last extraction skipped -> reason (from ``report.json``)."""
+        report = _read_json(self.path / _REPORT)
+        if not isinstance(report, dict):
+            return {}
+        return {s["utt"]: s["reason"] for s in report.get("skipped", []) if isinstance(s, dict)}
+
+    def arrays(self, utterances: Iterable[str] | None = None) -> FeatureStream:
+        """A lazy, re-iterable stream of the arrays of ``utterances`` (default: all).
+
+        Raises KeyError (naming them) when some utterances have no features.
+        """
+        utts = self.utterances if utterances is None else list(utterances)
+        missing = [u for u in utts if u not in self._entries]
+        if missing:
+            shown = ", ".join(repr(u) for u in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise KeyError(f"{len(missing)} utterance(s) have no features in {self.path}: {shown}")
+        return FeatureStream(self, utts)
+
+    def concatenate(self, utterances: Iterable[str] | None = None) -> np.ndarray:
+        """All frames of ``utterances`` (default: all) stacked into one (N, D) float32 array."""
+        stream = self.arrays(utterances)
+        out = np.empty((stream.n_frames, self.n_features), dtype=np.float32)
+        pos = 0
+        for array in stream:
+            out[pos:pos + len(array)] = array
+            pos += len(array)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"FeatureStore({str(self.path)!r}: {len(self)} utterances, {self.n_features} dims, "
+                f"config {self.config.hash()})")
