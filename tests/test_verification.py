@@ -66,8 +66,9 @@ def test_ubm_training_increases_likelihood_and_floors_variance():
     # EM's last step improved on the likelihood reported for the last pass.
     assert gmm.score_samples(all_frames).mean() >= result.history[-1] - 1e-9
     # Streaming utterance by utterance (in small chunks) equals training on one big array.
-    batch = train_ubm([all_frames], 8, iter_per_split=3, final_iter=4, variance_floor=0.05)
-    streamed = train_ubm(utts, 8, iter_per_split=3, final_iter=4, variance_floor=0.05, chunk_frames=100)
+    kw = dict(iter_per_split=3, final_iter=4, variance_floor=0.05, dtype="float64")
+    batch = train_ubm([all_frames], 8, **kw)
+    streamed = train_ubm(utts, 8, chunk_frames=100, **kw)
     np.testing.assert_allclose(streamed.gmm.means, batch.gmm.means, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(streamed.history, batch.history, rtol=1e-10)
 
@@ -132,8 +133,11 @@ def test_ubm_checkpoint_of_other_config_or_data_is_refused(tmp_path):
 
 def test_ubm_parallel_shards_match_serial():
     utts = _corpus(24)
-    serial = train_ubm(utts, 4, iter_per_split=2, final_iter=2).gmm
-    parallel = train_ubm(utts, 4, iter_per_split=2, final_iter=2, jobs=2).gmm
+    # frames_per_component=0: subsampling keeps every s-th frame *of each shard*, so only
+    # without it do different shardings see exactly the same frames.
+    kw = dict(iter_per_split=2, final_iter=2, dtype="float64", frames_per_component=0)
+    serial = train_ubm(utts, 4, **kw).gmm
+    parallel = train_ubm(utts, 4, jobs=2, **kw).gmm
     np.testing.assert_allclose(parallel.means, serial.means, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(parallel.covariances, serial.covariances, rtol=1e-9, atol=1e-9)
 
@@ -377,3 +381,18 @@ def test_normalize_scores_dispatches_to_normalization():
     np.testing.assert_array_equal(normalize_scores("none", scores, model_index, test_index, {}), scores)
     with pytest.raises(VerificationError, match="ztnorm needs cohort scores cohort_z_scores"):
         normalize_scores("ztnorm", scores, model_index, test_index, cohort)
+
+
+def test_ubm_subsamples_frames_below_the_final_size_only():
+    from speakergmm.verification import UBMConfig
+
+    config = UBMConfig(n_components=8, frames_per_component=100)
+    assert config.stride(2, 5000) == 25 and config.stride(4, 5000) == 12
+    assert config.stride(8, 5000) == 1 and UBMConfig(frames_per_component=0).stride(2, 5000) == 1
+    utts = _corpus(30)
+    total = sum(u.shape[0] for u in utts)
+    lines: list[str] = []
+    train_ubm(utts, 8, iter_per_split=1, final_iter=1, frames_per_component=100, log=lines.append)
+    used = [int(line.split(" over ")[1].split()[0]) for line in lines]
+    assert used[0] == total and used[-1] == total  # global statistics and the final size
+    assert used[1] == pytest.approx(total / config.stride(2, total), abs=2)

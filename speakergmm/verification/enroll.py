@@ -12,11 +12,13 @@ another UBM or with features of another configuration is refused.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.mixture import GMM, SufficientStats, map_update
@@ -255,8 +257,11 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
     payloads = [(src, items[a:b], ubm_arrays, float(relevance_factor), adapt)
                 for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     results: list = []
-    for batch in parallel_map(_adapt_speakers, payloads, jobs=n_jobs, desc="enrolment"):
-        results.extend(batch)
+    # jobs=1 means one core: pin BLAS in-process too (oversubscribed BLAS threads were
+    # several times slower on shared machines); workers are pinned by worker_pool.
+    with threadpool_limits(limits=1) if n_jobs == 1 else contextlib.nullcontext():
+        for batch in parallel_map(_adapt_speakers, payloads, jobs=n_jobs, desc="enrolment"):
+            results.extend(batch)
     S = len(results)
     return SpeakerModels(
         speaker_ids=[r[0] for r in results],

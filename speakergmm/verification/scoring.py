@@ -24,10 +24,12 @@ stacked). Full-covariance models are evaluated per speaker with :meth:`GMM.log_j
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from speakergmm.mixture import GMM
 from speakergmm.utils import effective_jobs, parallel_map, progress
@@ -304,12 +306,12 @@ def score_trials(ubm: GMM, models: SpeakerModels, source: Any,
         arrays = ubm.to_arrays()
         payloads = [(arrays, models, src, groups[a:b], top, on_error, False)
                     for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    for results, errs in parallel_map(_score_shard, payloads, jobs=n_jobs if n_jobs > 1 else 1,
-                                      desc="scoring"):
-        for t, value in results:
-            scores[t] = value
-        if errors is not None:
-            errors.update(errs)
+    with threadpool_limits(limits=1) if n_jobs == 1 else contextlib.nullcontext():
+        for results, errs in parallel_map(_score_shard, payloads, jobs=n_jobs, desc="scoring"):
+            for t, value in results:
+                scores[t] = value
+            if errors is not None:
+                errors.update(errs)
     return scores
 
 

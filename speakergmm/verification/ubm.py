@@ -20,7 +20,10 @@ the last finished pass, and gives the same model as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +31,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from speakergmm.io import ModelFileError, load_model_file, save_model_file
+from threadpoolctl import threadpool_limits
+
+from speakergmm.io import ModelFileError, atomic_path, atomic_write_json, load_model_file, save_model_file
 from speakergmm.mixture import GMM, SufficientStats, ml_update
 from speakergmm.mixture.em import split_components
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
@@ -71,6 +76,11 @@ class UBMConfig:
         Split offset, in standard deviations of the split component.
     dtype : {"float32", "float64"}
         Precision of the E-step arithmetic (statistics are always accumulated in float64).
+    frames_per_component : int
+        Below the final size, each pass uses only every ``s``-th frame, with ``s`` chosen
+        so that about this many frames per component remain (Kaldi's UBM initialisation
+        subsamples the same way): a 2-component mixture does not need the whole corpus to
+        place its means. The final size always uses every frame. 0 disables subsampling.
     """
 
     n_components: int = 64
@@ -80,7 +90,8 @@ class UBMConfig:
     variance_floor: float = 0.001
     reg_covar: float = 1e-6
     perturbation: float = 0.2
-    dtype: str = "float64"
+    dtype: str = "float32"
+    frames_per_component: int = 2000
 
     def __post_init__(self) -> None:
         if int(self.n_components) < 1:
@@ -91,6 +102,8 @@ class UBMConfig:
             raise ValueError("iter_per_split and final_iter must be >= 1")
         if not 0.0 <= self.variance_floor < 1.0:
             raise ValueError(f"variance_floor is a fraction of the global variance in [0, 1); got {self.variance_floor}")
+        if self.frames_per_component < 0:
+            raise ValueError(f"frames_per_component must be >= 0; got {self.frames_per_component}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64'; got {self.dtype!r}")
 
@@ -110,6 +123,12 @@ class UBMConfig:
             passes.extend((1, i + 1, self.final_iter) for i in range(self.final_iter))
         return passes
 
+    def stride(self, size: int, total_frames: float) -> int:
+        """Frame subsampling step of the passes at ``size`` components (1 at the final size)."""
+        if size >= self.n_components or self.frames_per_component <= 0:
+            return 1
+        return max(1, int(total_frames // (self.frames_per_component * size)))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -121,7 +140,7 @@ class UBMResult:
     gmm: GMM
     config: UBMConfig
     history: list = field(default_factory=list)  # mean log-likelihood per frame, per pass
-    n_frames: float = 0.0
+    n_frames: float = 0.0  # frames in the training data
     n_utterances: int = 0
     resumed_from: int | None = None  # passes already done when the run resumed
     variance_floor: np.ndarray | None = None
@@ -129,13 +148,69 @@ class UBMResult:
 
 
 # --------------------------------------------------------------------------- accumulation
-def _accumulate_shard(payload: tuple) -> dict[str, np.ndarray]:
-    """E-step over one shard of utterances (runs in a worker process)."""
-    source, utterances, model_arrays, dtype, chunk_frames = payload
+# The first pass reads every utterance (one small file each, the slow part of a pass) and
+# writes each shard's frames, back to back, to one flat scratch file; every later pass
+# reads that file sequentially in chunks of ``chunk_frames`` rows. Memory stays bounded by
+# one chunk; disk use equals the features' size.
+_PACK_SUFFIX = ".frames"
+
+
+def _pack_info_path(pack: Path) -> Path:
+    return pack.with_name(pack.name + ".json")
+
+
+def _pack_is_valid(pack: Path, key: str) -> bool:
+    try:
+        info = json.loads(_pack_info_path(pack).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(info, dict) or info.get("key") != key or not pack.is_file():
+        return False
+    itemsize = np.dtype(info["dtype"]).itemsize
+    return pack.stat().st_size == int(info["n_frames"]) * int(info["n_features"]) * itemsize
+
+
+def _read_pack(pack: Path, chunk_frames: int, stride: int):
+    info = json.loads(_pack_info_path(pack).read_text(encoding="utf-8"))
+    dtype, n_features, n_frames = np.dtype(info["dtype"]), int(info["n_features"]), int(info["n_frames"])
+    with open(pack, "rb") as fh:
+        done = 0
+        while done < n_frames:
+            rows = min(chunk_frames, n_frames - done)
+            X = np.fromfile(fh, dtype=dtype, count=rows * n_features).reshape(rows, n_features)
+            if stride > 1:
+                X = X[(-done) % stride::stride]  # every stride-th frame of the shard
+            done += rows
+            if X.shape[0]:
+                yield X
+
+
+def _pass_shard(payload: tuple) -> dict[str, np.ndarray]:
+    """One E-step pass over one shard (runs in a worker process, or in-process)."""
+    source, utterances, pack, key, model_arrays, dtype, chunk_frames, stride = payload
     gmm = GMM.from_arrays(model_arrays, dtype=np.dtype(dtype))
     stats = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
-    for X in iter_buffered(source, utterances, gmm.n_features, chunk_frames):
-        gmm.e_step(X, stats=stats)
+    pack = Path(pack)
+    if _pack_is_valid(pack, key):
+        for X in _read_pack(pack, chunk_frames, stride):
+            gmm.e_step(X, stats=stats)
+        return stats.to_arrays()
+    # First pass over this shard: read the utterances, write the pack, accumulate.
+    n_frames = 0
+    pack_dtype = None
+    with atomic_path(pack) as tmp, open(tmp, "wb") as fh:
+        for X in iter_buffered(source, utterances, gmm.n_features, chunk_frames):
+            if pack_dtype is None:
+                pack_dtype = np.float32 if X.dtype == np.float32 else np.float64
+            X = np.ascontiguousarray(X, dtype=pack_dtype)
+            X.tofile(fh)
+            selected = X[(-n_frames) % stride::stride] if stride > 1 else X
+            n_frames += X.shape[0]
+            if selected.shape[0]:
+                gmm.e_step(selected, stats=stats)
+    info = {"key": key, "n_frames": n_frames, "n_features": gmm.n_features,
+            "dtype": np.dtype(pack_dtype or np.float64).name}
+    atomic_write_json(_pack_info_path(pack), info)
     return stats.to_arrays()
 
 
@@ -149,21 +224,27 @@ class _Accumulator:
     """Sum of the per-shard statistics of a model, in-process or over a worker pool."""
 
     def __init__(self, source: FeatureSource, utterances: Sequence[str], jobs: int,
-                 dtype: str, chunk_frames: int):
+                 dtype: str, chunk_frames: int, pack_dir: Path, fingerprint: str):
         self.source = source
         self.jobs = max(1, min(jobs, len(utterances)))
         self.shards = _shards(utterances, self.jobs)
         self.dtype = dtype
-        self.chunk_frames = chunk_frames
+        self.chunk_frames = int(chunk_frames)
+        pack_dir.mkdir(parents=True, exist_ok=True)
+        n = len(self.shards)
+        self.packs = [(str(pack_dir / f"shard-{i + 1}-of-{n}{_PACK_SUFFIX}"),
+                       f"{fingerprint}:{i}:{n}:{len(shard)}") for i, shard in enumerate(self.shards)]
         self.pool = worker_pool(self.jobs) if self.jobs > 1 else None
 
-    def __call__(self, gmm: GMM) -> SufficientStats:
+    def __call__(self, gmm: GMM, stride: int = 1) -> SufficientStats:
         arrays = gmm.to_arrays()
-        payloads = [(self.source, shard, arrays, self.dtype, self.chunk_frames) for shard in self.shards]
+        payloads = [(self.source, shard, pack, key, arrays, self.dtype, self.chunk_frames, stride)
+                    for shard, (pack, key) in zip(self.shards, self.packs)]
         if self.pool is None:
-            results = map(_accumulate_shard, payloads)
+            with threadpool_limits(limits=1):  # jobs=1 means one core (and no BLAS thrashing)
+                results = list(map(_pass_shard, payloads))
         else:
-            results = self.pool.map(_accumulate_shard, payloads)
+            results = list(self.pool.map(_pass_shard, payloads))
         total = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
         for arrays_k in results:  # summed in shard order: deterministic
             total += SufficientStats.from_arrays(arrays_k)
@@ -230,7 +311,8 @@ def train_ubm(
     variance_floor: float = 0.001,
     reg_covar: float = 1e-6,
     perturbation: float = 0.2,
-    dtype: str = "float64",
+    dtype: str = "float32",
+    frames_per_component: int = 2000,
     jobs: int = 1,
     checkpoint: str | Path | None = None,
     chunk_frames: int = 8192,
@@ -255,8 +337,10 @@ def train_ubm(
         Floor on variances, as a fraction of the global variance of the data.
     reg_covar, perturbation : float
         See :class:`UBMConfig`.
-    dtype : {"float64", "float32"}
-        E-step precision.
+    dtype : {"float32", "float64"}
+        E-step precision (statistics are accumulated in float64 either way).
+    frames_per_component : int
+        Subsampling of the passes below the final size (see :class:`UBMConfig`).
     jobs : int
         Worker processes (``0``: all cores). Each accumulates statistics over its shard.
     checkpoint : path, optional
@@ -281,7 +365,8 @@ def train_ubm(
     config = UBMConfig(n_components=int(n_components), covariance_type=covariance_type,
                        iter_per_split=int(iter_per_split), final_iter=int(final_iter),
                        variance_floor=float(variance_floor), reg_covar=float(reg_covar),
-                       perturbation=float(perturbation), dtype=str(np.dtype(dtype)))
+                       perturbation=float(perturbation), dtype=str(np.dtype(dtype)),
+                       frames_per_component=int(frames_per_component))
     src = as_source(source)
     utts = list(src.ids() if utterances is None else utterances)
     if not utts:
@@ -310,9 +395,17 @@ def train_ubm(
     n_features = gmm.n_features if gmm is not None else None
     if n_features is None:
         n_features = _first_dimension(src, utts)
-    accumulate = _Accumulator(src, utts, effective_jobs(jobs), config.dtype, chunk_frames)
+    remaining = range(done, n_passes if stop_after is None else min(n_passes, stop_after))
+    # Scratch copies of the frames: next to the checkpoint (kept for a resumed run), else
+    # in a temporary directory.
+    if checkpoint is not None:
+        pack_dir = checkpoint.with_name(checkpoint.name + _PACK_SUFFIX)
+    else:
+        pack_dir = Path(tempfile.mkdtemp(prefix="speakergmm-ubm-"))
+    accumulate = _Accumulator(src, utts, effective_jobs(jobs) if len(remaining) else 1, config.dtype,
+                              chunk_frames, pack_dir, fingerprint)
+    finished = False
     try:
-        remaining = range(done, n_passes if stop_after is None else min(n_passes, stop_after))
         for p in progress(remaining, desc="UBM training", total=len(remaining), enabled=show_progress,
                           unit="pass"):
             size, iteration, n_iter = schedule[p]
@@ -331,10 +424,11 @@ def train_ubm(
                 assert gmm is not None
                 if gmm.n_components < size:
                     gmm = split_components(gmm, size, config.perturbation)
-                stats = accumulate(gmm)
+                stats = accumulate(gmm, config.stride(size, n_frames))
                 gmm = ml_update(stats, reg_covar=config.reg_covar, variance_floor=floor,
                                 previous=gmm, dtype=np.dtype(config.dtype))
-            n_frames = stats.n_frames
+            if p == 0:
+                n_frames = stats.n_frames
             # Pass 0's statistics were taken under a placeholder model: report the global
             # Gaussian's own log-likelihood instead (closed form at the ML estimate).
             history.append(_gaussian_ml_loglik(gmm) if p == 0 else stats.log_likelihood / stats.n_frames)
@@ -342,10 +436,13 @@ def train_ubm(
                 _save_checkpoint(checkpoint, gmm, p, n_passes, config, fingerprint, history, floor, n_frames)
             if log:
                 log(f"ubm: pass {p + 1}/{n_passes}: {size} components, iteration {iteration}/{n_iter}, "
-                    f"log-likelihood {history[-1]:.4f} per frame over {int(n_frames)} frames "
+                    f"log-likelihood {history[-1]:.4f} per frame over {int(stats.n_frames)} frames "
                     f"({time.perf_counter() - t0:.2f} s)")
+        finished = done + len(remaining) == n_passes
     finally:
         accumulate.close()
+        if finished or checkpoint is None:
+            shutil.rmtree(pack_dir, ignore_errors=True)
     assert gmm is not None
     return UBMResult(gmm=gmm.astype(np.float64), config=config, history=history, n_frames=n_frames,
                      n_utterances=len(utts), resumed_from=resumed_from, variance_floor=floor,
