@@ -196,7 +196,7 @@ def test_one_baum_welch_iteration_matches_gaussian_hmm(cov):
     ref.fit(X, lengths)
     ours = GMMHMM.from_parameters(
         [GMM([1.0], means[s:s + 1], covs[s:s + 1], cov) for s in range(n_states)], start, trans,
-        n_iter=1, reg_covar=0.0)
+        n_iter=1, reg_covar=0.0, occupancy_threshold=0.0)
     seqs = np.split(X, np.cumsum(lengths)[:-1])
     ours.fit(seqs, warm_start=True)
     np.testing.assert_allclose(ours.startprob_, ref.startprob_, atol=1e-10)
@@ -258,7 +258,7 @@ def test_one_baum_welch_iteration_of_mixture_states_matches_brute_force(cov):
     param = (lambda c: np.diagonal(c, axis1=-2, axis2=-1)) if cov == "diag" else (lambda c: c)
     ours = GMMHMM.from_parameters(
         [GMM(weights[s], means[s], param(full_covs[s]), cov) for s in range(n_states)], start, trans,
-        n_iter=1, reg_covar=0.0)
+        n_iter=1, reg_covar=0.0, occupancy_threshold=0.0)
     ours.fit(sequences, warm_start=True)
     np.testing.assert_allclose(ours.startprob_, ref[0], atol=1e-10)
     np.testing.assert_allclose(ours.transmat_, ref[1], atol=1e-10)

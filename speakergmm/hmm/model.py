@@ -36,11 +36,15 @@ from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
 from speakergmm.mixture import GMM, GaussianMixture, ml_update
+from speakergmm.mixture.em import split_components
 
 __all__ = ["GMMHMM", "check_sequences", "NoPathError"]
 
 FORMAT = "speakergmm.GMMHMM"
 VERSION = 1
+
+#: Least probability of an allowed transition after a Viterbi-training update.
+VITERBI_TRANSITION_FLOOR = 1e-3
 
 
 class NoPathError(ValueError):
@@ -139,6 +143,19 @@ class GMMHMM:
     mixture_init : {"split", "kmeans", ...}
         ``init_params`` of those fits: "split" grows each state's mixture by binary
         splitting (HTK HHEd MU-style), "kmeans" clusters its frames.
+    grow_mixtures : bool
+        HTK-style mixing up: initialise with one Gaussian per state, and after every
+        ``grow_iter`` Baum-Welch iterations split each state's heaviest components (the
+        core's ``split_components``, HHEd ``MU``), doubling up to ``n_components``; then
+        run ``n_iter`` more iterations. Less prone to poor local optima than fitting each
+        state's full mixture on its initial segment.
+    grow_iter : int
+        Baum-Welch iterations at each mixture size below ``n_components``.
+    occupancy_threshold : float
+        Frames whose occupancy of a state is at most this are left out of that state's
+        statistics (each would add less than this to them). In a left-to-right model most
+        frames are far from most states, so this skips about two thirds of the E-step
+        work at an error below ``threshold * n_frames`` frames' worth; 0 is exact.
     random_state : int or None
         Seed for the initial mixture fits.
     """
@@ -148,7 +165,8 @@ class GMMHMM:
                  n_iter: int = 10, viterbi_iter: int = 0, tol: float = 1e-4, reg_covar: float = 1e-6,
                  variance_floor: float | None = None, transition_floor: float = 0.0,
                  fixed_topology: bool = True, init_max_iter: int = 20, mixture_init: str = "split",
-                 random_state: int | None = 0) -> None:
+                 grow_mixtures: bool = False, grow_iter: int = 4,
+                 occupancy_threshold: float = 1e-10, random_state: int | None = 0) -> None:
         self.n_states = n_states
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -164,6 +182,9 @@ class GMMHMM:
         self.fixed_topology = fixed_topology
         self.init_max_iter = init_max_iter
         self.mixture_init = mixture_init
+        self.occupancy_threshold = occupancy_threshold
+        self.grow_mixtures = grow_mixtures
+        self.grow_iter = grow_iter
         self.random_state = random_state
         self.states_: list[GMM] | None = None
 
@@ -439,24 +460,37 @@ class GMMHMM:
         if short.size:
             raise NoPathError(f"sequence {short[0]} has {lengths[short[0]]} frames; the {topo.name} "
                               f"topology needs at least {int(topo.min_frames)}")
+        growing = self.grow_mixtures and not (warm_start and self.states_ is not None)
         if not (warm_start and self.states_ is not None):
-            self._initialise(X, offsets, topo)
+            self._initialise(X, offsets, topo, 1 if growing else self.n_components)
         self.viterbi_history_ = []
         for _ in range(self.viterbi_iter):
             self.viterbi_history_.append(self._viterbi_step(X, offsets))
         self.history_ = []
+        self.split_points_ = []
         self.converged_ = False
         self.n_iter_ = 0
+        while growing and max(g.n_components for g in self.states_) < self.n_components:
+            # HTK mixing-up: train, then split every state's heaviest components, retrain.
+            for _ in range(self.grow_iter):
+                self.history_.append(self._baum_welch_step(X, offsets))
+            size = min(2 * self.states_[0].n_components, self.n_components)
+            self.split_points_.append(len(self.history_))
+            self._replace_states([split_components(g, size) for g in self.states_])
         for _ in range(self.n_iter):
             total = self._baum_welch_step(X, offsets)
             self.n_iter_ += 1
             self.history_.append(total)
-            if len(self.history_) > 1 and self.history_[-1] - self.history_[-2] < self.tol * X.shape[0]:
+            if self.n_iter_ > 1 and self.history_[-1] - self.history_[-2] < self.tol * X.shape[0]:
                 self.converged_ = True
                 break
         return self
 
-    def _initialise(self, X: np.ndarray, offsets: np.ndarray, topo: Topology) -> None:
+    def _replace_states(self, states: list[GMM]) -> None:
+        self.states_ = states
+        self._prepare()
+
+    def _initialise(self, X: np.ndarray, offsets: np.ndarray, topo: Topology, n_components: int) -> None:
         n_states = topo.n_states
         if self.init == "uniform":
             # HInit: frame t of a T-frame sequence belongs to state floor(t * S / T).
@@ -473,15 +507,15 @@ class GMMHMM:
         for s, frames in enumerate(groups):
             key = id(frames)
             if key not in fitted:
-                if frames.shape[0] < self.n_components:
+                if frames.shape[0] < n_components:
                     raise ValueError(f"state {s} gets {frames.shape[0]} frames at initialisation, fewer "
-                                     f"than its {self.n_components} mixture components")
-                fitted[key] = self._fit_mixture(frames)
+                                     f"than its {n_components} mixture components")
+                fitted[key] = self._fit_mixture(frames, n_components)
             states.append(fitted[key])
         self._set_parameters(states, topo.startprob.copy(), topo.transmat.copy())
 
-    def _fit_mixture(self, frames: np.ndarray) -> GMM:
-        gm = GaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type,
+    def _fit_mixture(self, frames: np.ndarray, n_components: int) -> GMM:
+        gm = GaussianMixture(n_components=n_components, covariance_type=self.covariance_type,
                              reg_covar=self.reg_covar, max_iter=self.init_max_iter,
                              init_params=self.mixture_init, variance_floor=self.variance_floor,
                              random_state=self.random_state)
@@ -513,7 +547,7 @@ class GMMHMM:
         new_states = []
         for s, gmm in enumerate(self.states_):
             weight = gamma[:, s]
-            used = weight > 0.0  # exact: frames with zero occupancy add nothing
+            used = weight > self.occupancy_threshold
             if not used.any():  # a state no path visits keeps its mixture
                 new_states.append(gmm)
                 continue
@@ -545,19 +579,23 @@ class GMMHMM:
             _, stats = gmm.e_step(frames)
             new_states.append(ml_update(stats, reg_covar=self.reg_covar,
                                         variance_floor=self.variance_floor, previous=gmm))
-        self._m_step_transitions(new_states, start_counts, trans_counts.astype(float))
+        # Hard counts can be zero on an allowed edge (a state held for exactly one frame in
+        # every sequence); in log space that zero would be permanent, so keep it open.
+        self._m_step_transitions(new_states, start_counts, trans_counts.astype(float),
+                                 floor=max(self.transition_floor, VITERBI_TRANSITION_FLOOR))
         return float(score.sum())
 
     def _m_step_transitions(self, new_states: list[GMM], start_counts: np.ndarray,
-                            trans_counts: np.ndarray) -> None:
+                            trans_counts: np.ndarray, floor: float | None = None) -> None:
         startprob = start_counts / start_counts.sum()
         row_sums = trans_counts.sum(axis=1, keepdims=True)
         # A state never left (no counts) keeps its previous row.
         transmat = np.where(row_sums > 0, trans_counts / np.where(row_sums > 0, row_sums, 1.0),
                             self.transmat_)
-        if self.transition_floor > 0:
+        floor = self.transition_floor if floor is None else floor
+        if floor > 0:
             allowed = self.topology_.transition_mask if self.fixed_topology else np.ones_like(transmat, bool)
-            transmat = np.where(allowed, np.maximum(transmat, self.transition_floor), 0.0)
+            transmat = np.where(allowed, np.maximum(transmat, floor), 0.0)
             transmat /= transmat.sum(axis=1, keepdims=True)
         self.states_ = new_states
         self.startprob_ = startprob
@@ -622,7 +660,8 @@ class GMMHMM:
         """Constructor parameters (JSON-able; a Topology is given by name)."""
         names = ("n_states", "n_components", "covariance_type", "n_skips", "init", "n_iter",
                  "viterbi_iter", "tol", "reg_covar", "variance_floor", "transition_floor",
-                 "fixed_topology", "init_max_iter", "mixture_init", "random_state")
+                 "fixed_topology", "init_max_iter", "mixture_init", "grow_mixtures", "grow_iter",
+                 "occupancy_threshold", "random_state")
         params = {name: getattr(self, name) for name in names}
         params["topology"] = self.topology.name if isinstance(self.topology, Topology) else self.topology
         return params

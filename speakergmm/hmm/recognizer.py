@@ -27,7 +27,8 @@ VERSION = 1
 
 _HMM_PARAMS = ("n_states", "n_components", "covariance_type", "topology", "n_skips", "init", "n_iter",
                "viterbi_iter", "tol", "reg_covar", "transition_floor", "fixed_topology",
-               "init_max_iter", "mixture_init", "random_state")
+               "init_max_iter", "mixture_init", "grow_mixtures", "grow_iter", "occupancy_threshold",
+               "random_state")
 
 
 def _fit_word(job: tuple[str, dict[str, Any], list[np.ndarray]]) -> tuple[str, GMMHMM]:
@@ -44,7 +45,8 @@ class WordRecognizer:
     Parameters
     ----------
     n_states, n_components, covariance_type, topology, n_skips, init, n_iter, viterbi_iter,
-    tol, reg_covar, transition_floor, fixed_topology, init_max_iter, mixture_init, random_state :
+    tol, reg_covar, transition_floor, fixed_topology, init_max_iter, mixture_init, grow_mixtures, grow_iter,
+    occupancy_threshold, random_state :
         Passed to each word's :class:`~speakergmm.hmm.GMMHMM`.
     variance_floor : float or None
         HTK-style variance floor as a *fraction of the global variance* of all training
@@ -62,7 +64,8 @@ class WordRecognizer:
                  n_iter: int = 10, viterbi_iter: int = 3, tol: float = 1e-4, reg_covar: float = 1e-3,
                  variance_floor: float | None = None, transition_floor: float = 0.0,
                  fixed_topology: bool = True, init_max_iter: int = 20, mixture_init: str = "split",
-                 random_state: int | None = 0,
+                 grow_mixtures: bool = False, grow_iter: int = 4,
+                 occupancy_threshold: float = 1e-10, random_state: int | None = 0,
                  priors: None | str | Mapping[str, float] = None, scoring: str = "forward",
                  n_jobs: int = 1) -> None:
         self.n_states = n_states
@@ -80,6 +83,9 @@ class WordRecognizer:
         self.fixed_topology = fixed_topology
         self.init_max_iter = init_max_iter
         self.mixture_init = mixture_init
+        self.occupancy_threshold = occupancy_threshold
+        self.grow_mixtures = grow_mixtures
+        self.grow_iter = grow_iter
         self.random_state = random_state
         self.priors = priors
         self.scoring = scoring
