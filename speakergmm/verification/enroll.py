@@ -53,6 +53,8 @@ class SpeakerModels:
         Enrolment frames per speaker.
     feature_config : dict or None
         The feature configuration (as a dict) of the enrolment features.
+    info : dict
+        Free JSON-able provenance (e.g. a fingerprint of the enrolment data), saved too.
     """
 
     speaker_ids: list[str]
@@ -65,6 +67,7 @@ class SpeakerModels:
     adapt: str = "m"
     n_frames: np.ndarray = field(default_factory=lambda: np.zeros(0))
     feature_config: dict | None = None
+    info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.speaker_ids = [str(s) for s in self.speaker_ids]
@@ -126,7 +129,7 @@ class SpeakerModels:
             None if self.weights is None else self.weights[rows],
             None if self.covariances is None else self.covariances[rows],
             self.ubm_fingerprint, self.covariance_type, self.relevance_factor, self.adapt,
-            self.n_frames[rows], self.feature_config,
+            self.n_frames[rows], self.feature_config, dict(self.info),
         )
 
     # ------------------------------------------------------------------ compatibility
@@ -169,6 +172,7 @@ class SpeakerModels:
             "relevance_factor": self.relevance_factor,
             "adapt": self.adapt,
             "feature_config": self.feature_config,
+            "info": self.info,
         }
         save_model_file(path, SPEAKER_MODELS_FORMAT, SPEAKER_MODELS_VERSION, arrays, meta)
 
@@ -183,6 +187,7 @@ class SpeakerModels:
                 arrays.get("covariances"), str(meta["ubm_fingerprint"]), str(meta["covariance_type"]),
                 float(meta.get("relevance_factor", 16.0)), str(meta.get("adapt", "m")),
                 arrays.get("n_frames", np.zeros(0)), meta.get("feature_config"),
+                dict(meta.get("info") or {}),
             )
         except (KeyError, ValueError) as exc:
             raise ModelFileError(f"{path}: invalid speaker models ({exc})") from exc

@@ -41,6 +41,7 @@ from speakergmm.utils import effective_jobs, progress, worker_pool
 from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
 
 __all__ = [
+    "CheckpointMismatch",
     "UBMConfig",
     "UBMResult",
     "train_ubm",
@@ -52,6 +53,10 @@ __all__ = [
 CHECKPOINT_FORMAT = "speakergmm.UBMCheckpoint"
 CHECKPOINT_VERSION = 1
 UBM_ROLE = "ubm"
+
+
+class CheckpointMismatch(VerificationError):
+    """A UBM checkpoint is unreadable or comes from another configuration or other data."""
 
 
 @dataclass(frozen=True)
@@ -286,12 +291,12 @@ def _load_checkpoint(path: Path, config: UBMConfig, data_fingerprint: str
     if meta.get("config") != config.to_dict():
         differing = {k: (meta.get("config", {}).get(k), v) for k, v in config.to_dict().items()
                      if meta.get("config", {}).get(k) != v}
-        raise VerificationError(
+        raise CheckpointMismatch(
             f"{path}: checkpoint of a UBM training run with another configuration "
             f"({'; '.join(f'{k}: {a!r} in the checkpoint vs {b!r} now' for k, (a, b) in differing.items())}); "
             "delete it or choose another checkpoint path to start afresh")
     if meta.get("data_fingerprint") != data_fingerprint:
-        raise VerificationError(
+        raise CheckpointMismatch(
             f"{path}: checkpoint of a UBM training run on other data; delete it or choose "
             "another checkpoint path to start afresh")
     gmm = GMM.from_arrays(arrays, dtype=np.dtype(config.dtype))
@@ -386,7 +391,7 @@ def train_ubm(
         try:
             gmm, last, history, floor, n_frames = _load_checkpoint(checkpoint, config, fingerprint)
         except ModelFileError as exc:
-            raise VerificationError(f"cannot resume UBM training: {exc}") from exc
+            raise CheckpointMismatch(f"cannot resume UBM training: {exc}") from exc
         done = last + 1
         resumed_from = done
         if log:
