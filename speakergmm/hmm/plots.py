@@ -98,8 +98,8 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
     frame_times : (T,) centre time in seconds of each feature frame (frames a VAD dropped
         are simply absent; their time is not shaded)
     log_emissions : (T, S) optional; when given, a second panel shows each state's
-        emission log-likelihood per frame with the path on top — why the path goes where
-        it goes
+        emission log-likelihood per frame (relative to the frame's best state) with the path
+        on top: why the path goes where it goes
     """
     signal = np.asarray(signal, dtype=np.float64)
     state_path = np.asarray(state_path)
@@ -118,8 +118,9 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
     spec_db = 10 * np.log10(power.T + 1e-10)
     vmax = spec_db.max()
     duration = signal.size / sample_rate
-    ax.imshow(spec_db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
-              extent=(0, duration, 0, sample_rate / 2 / 1000))
+    spec = ax.imshow(spec_db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+                     extent=(0, duration, 0, sample_rate / 2 / 1000))
+    fig.colorbar(spec, ax=ax, pad=0.01, label="power (dB)")
     ax.set_ylabel("frequency (kHz)")
     ax.set_title(title)
     # Boundaries half-way between the last frame of a state and the first of the next.
@@ -135,16 +136,18 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
         log_emissions = np.asarray(log_emissions)
         ax2 = axes[1]
         n_states = log_emissions.shape[1]
-        finite = log_emissions[np.isfinite(log_emissions)]
-        low = np.percentile(finite, 5) if finite.size else 0.0
-        ax2.imshow(np.clip(log_emissions.T, low, None), origin="lower", aspect="auto", cmap="viridis",
-                   extent=(frame_times[0] - half, frame_times[-1] + half, -0.5, n_states - 0.5),
-                   interpolation="nearest")
+        # Relative to the best state of each frame: loudness changes the likelihood of all
+        # states together; what decides the path is how the states compare within a frame.
+        relative = log_emissions - log_emissions.max(axis=1, keepdims=True)
+        im = ax2.imshow(np.clip(relative.T, -40.0, 0.0), origin="lower", aspect="auto", cmap="viridis",
+                        extent=(frame_times[0] - half, frame_times[-1] + half, -0.5, n_states - 0.5),
+                        interpolation="nearest")
+        fig.colorbar(im, ax=ax2, pad=0.01, label="log b_s(x_t) - max_s (nats)")
         ax2.step(frame_times, state_path, where="mid", color="red", lw=2, label="Viterbi path")
         ax2.set_ylabel("state")
         ax2.set_yticks(np.arange(n_states))
         ax2.legend(loc="upper left", fontsize=8)
-        ax2.set_title("emission log-likelihood log b_s(x_t) of each state, and the best path")
+        ax2.set_title("emission log-likelihood of each state (relative to the frame's best) and the best path")
     axes[-1].set_xlabel("time (s)")
     axes[-1].set_xlim(0, duration)
     _save(fig, path)

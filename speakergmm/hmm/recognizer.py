@@ -188,7 +188,8 @@ class WordRecognizer:
 
     def predict(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         """Most probable word of each sequence (array of str)."""
-        return np.asarray(self.words_)[self.predict_log_proba(sequences).argmax(axis=1)]
+        log_proba = self.predict_log_proba(sequences)
+        return np.asarray(self.words_)[log_proba.argmax(axis=1)]
 
     def score(self, sequences: Sequence[np.ndarray], labels: Sequence[str]) -> float:
         """Accuracy of :meth:`predict` against ``labels`` (words seen in training)."""

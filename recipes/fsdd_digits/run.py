@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""Spoken digit recognition on the Free Spoken Digit Dataset with GMM-HMM word models.
+
+The classic isolated-word recogniser: one left-to-right HMM per digit whose states emit
+Gaussian mixtures, trained by Baum-Welch, and decoding by picking the word model with the
+highest likelihood.
+
+Stages (each reported with its time in ``results.json``):
+
+1. ``data``      a Kaldi-style data directory of the recordings (``OUT/data``)
+2. ``features``  MFCCs + deltas into a resumable feature cache (``OUT/feats``); unreadable
+                 or silent files are skipped and listed at the end (exit status 3)
+3. ``train``     one GMM-HMM per digit on the conventional training split (recording
+                 index 5-49 of every speaker), saved as ``OUT/digits.model``
+4. ``test``      accuracy on the conventional test split (index 0-4, all six speakers)
+5. ``loso``      leave-one-speaker-out: train on five speakers, test on all recordings of
+                 the sixth, for each speaker (unless ``--no-loso``) -- the honest,
+                 speaker-independent number. Finished folds are kept in ``OUT/loso/`` and
+                 reused by a rerun with the same settings.
+6. ``plots``     ``confusion.png``, ``loso_confusion.png`` and ``alignment.png`` (a Viterbi
+                 alignment of one test utterance drawn over its spectrogram)
+
+Usage::
+
+    python recipes/fsdd_digits/run.py --out exp/fsdd_digits
+    python recipes/fsdd_digits/run.py --data /path/to/fsdd/recordings --out DIR --no-loso
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(REPO))
+
+from speakergmm.corpus import make_data_dir  # noqa: E402
+from speakergmm.features import FeatureConfig, FeatureStore, extract_data_dir, get_extractor  # noqa: E402
+from speakergmm.features.audio import read_audio  # noqa: E402
+from speakergmm.hmm import WordRecognizer  # noqa: E402
+from speakergmm.io import atomic_write_json  # noqa: E402
+
+DIGITS = [str(d) for d in range(10)]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
+
+#: The recogniser's settings (measured on the conventional split; see docs/hmm.md).
+MODEL_SETTINGS = dict(n_states=8, n_components=4, covariance_type="diag", n_skips=0,
+                      grow_mixtures=True, grow_iter=4, n_iter=8, viterbi_iter=0, reg_covar=1e-3)
+#: The front end's settings (FeatureConfig fields that differ from its defaults).
+FEATURE_SETTINGS: dict = {}
+
+
+def log(message: str) -> None:
+    print(f"[fsdd_digits] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="FSDD recordings folder (default: $SPEAKERGMM_FSDD, else "
+                             "../shared/data/fsdd/recordings next to the repository)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="worker processes for features and word models (0: all cores)")
+    parser.add_argument("--no-loso", dest="loso", action="store_false",
+                        help="skip the leave-one-speaker-out evaluation")
+    parser.add_argument("--states", type=int, default=MODEL_SETTINGS["n_states"], help="HMM states per digit")
+    parser.add_argument("--mixtures", type=int, default=MODEL_SETTINGS["n_components"],
+                        help="Gaussians per state")
+    parser.add_argument("--iterations", type=int, default=MODEL_SETTINGS["n_iter"],
+                        help="Baum-Welch iterations at the final mixture size")
+    parser.add_argument("--plot-utterance", default=None,
+                        help="test utterance to draw the alignment of (default: the first '7')")
+    return parser.parse_args(argv)
+
+
+def resolve_data(path: Path | None) -> Path:
+    if path is None:
+        path = Path(os.environ.get("SPEAKERGMM_FSDD", DEFAULT_DATA))
+    if not path.is_dir():
+        raise SystemExit(f"fsdd_digits: FSDD recordings folder {path} does not exist "
+                         "(give --data or set $SPEAKERGMM_FSDD)")
+    return path
+
+
+def load_split(store: FeatureStore, fields: dict, keep) -> tuple[dict, list, list, list]:
+    """Training sequences by digit, and test sequences / labels / utterance ids, by ``keep``."""
+    train: dict[str, list[np.ndarray]] = {d: [] for d in DIGITS}
+    test_X, test_y, test_utts = [], [], []
+    for utt in store.utterances:
+        role = keep(fields["speaker"][utt], int(fields["index"][utt]))
+        if role is None:
+            continue
+        X = np.asarray(store[utt], dtype=np.float64)
+        digit = fields["digit"][utt]
+        if role == "train":
+            train[digit].append(X)
+        else:
+            test_X.append(X)
+            test_y.append(digit)
+            test_utts.append(utt)
+    return train, test_X, test_y, test_utts
+
+
+def evaluate(rec: WordRecognizer, X: list, y: list) -> dict:
+    predicted = rec.predict(X)
+    labels = np.asarray(y)
+    confusion = np.zeros((len(DIGITS), len(DIGITS)), dtype=int)
+    index = {d: i for i, d in enumerate(DIGITS)}
+    for truth, guess in zip(labels, predicted):
+        confusion[index[truth], index[guess]] += 1
+    per_digit = {d: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None
+                 for i, d in enumerate(DIGITS)}
+    return {"accuracy": float(np.mean(predicted == labels)), "n_test": int(labels.size),
+            "n_errors": int(np.sum(predicted != labels)), "per_digit_accuracy": per_digit,
+            "confusion_matrix": confusion.tolist(), "labels": DIGITS}
+
+
+def train_recognizer(train: dict, settings: dict, jobs: int) -> WordRecognizer:
+    missing = [d for d, seqs in train.items() if not seqs]
+    if missing:
+        raise SystemExit(f"fsdd_digits: no training recordings of digit(s) {missing}")
+    return WordRecognizer(**settings, n_jobs=jobs).fit(train)
+
+
+def run_loso(store, fields, settings, jobs, out: Path, fingerprint: str) -> dict:
+    """Leave-one-speaker-out folds; each finished fold is saved and reused on rerun."""
+    speakers = sorted(set(fields["speaker"][u] for u in store.utterances))
+    fold_dir = out / "loso"
+    folds = {}
+    total = np.zeros((len(DIGITS), len(DIGITS)), dtype=int)
+    for n, held_out in enumerate(speakers, 1):
+        fold_file = fold_dir / f"{held_out}.json"
+        if fold_file.is_file():
+            previous = json.loads(fold_file.read_text())
+            if previous.get("fingerprint") == fingerprint:
+                log(f"loso fold {n}/{len(speakers)} ({held_out}): reused {fold_file}")
+                folds[held_out] = previous["result"]
+                total += np.asarray(previous["result"]["confusion_matrix"])
+                continue
+        t0 = time.perf_counter()
+        train, X, y, _ = load_split(store, fields,
+                                    lambda spk, idx: "test" if spk == held_out else "train")
+        rec = train_recognizer(train, settings, jobs)
+        result = evaluate(rec, X, y)
+        result["seconds"] = round(time.perf_counter() - t0, 2)
+        atomic_write_json(fold_file, {"fingerprint": fingerprint, "result": result})
+        folds[held_out] = result
+        total += np.asarray(result["confusion_matrix"])
+        log(f"loso fold {n}/{len(speakers)}: held out {held_out}: accuracy "
+            f"{result['accuracy']:.4f} on {result['n_test']} ({result['seconds']:.1f} s)")
+    n_test = int(total.sum())
+    return {
+        "accuracy": float(np.trace(total) / n_test),  # pooled over all folds
+        "mean_speaker_accuracy": float(np.mean([f["accuracy"] for f in folds.values()])),
+        "n_test": n_test,
+        "per_speaker_accuracy": {s: f["accuracy"] for s, f in folds.items()},
+        "confusion_matrix": total.tolist(),
+        "labels": DIGITS,
+    }
+
+
+def plot_alignment_of(rec: WordRecognizer, utt: str, wav_path: str, digit: str,
+                      config: FeatureConfig, path: Path) -> dict:
+    from speakergmm.hmm.plots import plot_alignment, state_segments
+
+    extraction = get_extractor(config).extract_full(wav_path)
+    X = np.asarray(extraction.features, dtype=np.float64)
+    score, states = rec.align(X, digit)
+    kept = np.flatnonzero(extraction.voiced)  # VAD may drop frames: place kept ones in time
+    times = (kept * config.frame_shift_samples + config.frame_length_samples / 2) / config.sample_rate
+    signal, rate = read_audio(wav_path)
+    emissions = rec.models_[digit].log_emissions(X)
+    plot_alignment(signal, rate, states, times, path=path, log_emissions=emissions,
+                   title=f"Viterbi alignment of {utt} to the HMM of '{digit}' "
+                         f"(log p = {score:.1f})")
+    return {"utterance": utt, "word": digit,
+            "segments": [{"state": s, "start_s": round(float(times[a]), 3),
+                          "end_s": round(float(times[b - 1]), 3)} for s, a, b in state_segments(states)]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data = resolve_data(args.data)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    settings = dict(MODEL_SETTINGS, n_states=args.states, n_components=args.mixtures,
+                    n_iter=args.iterations)
+    config = FeatureConfig(**FEATURE_SETTINGS)
+    timings: dict[str, float] = {}
+    fingerprint = hashlib.sha256(json.dumps([settings, config.hash()], sort_keys=True,
+                                            default=str).encode()).hexdigest()[:16]
+
+    t0 = time.perf_counter()
+    made = make_data_dir(data, out / "data")
+    if made.unmatched:
+        log(f"{len(made.unmatched)} file(s) not named digit_speaker_index.wav were ignored: "
+            f"{made.unmatched[:5]}")
+    timings["data"] = time.perf_counter() - t0
+    fields = dict(made.data.fields)
+    fields["speaker"] = made.data.utt2spk
+    log(f"data: {len(made.data.wav)} recordings of {len(set(made.data.utt2spk.values()))} speakers")
+
+    t0 = time.perf_counter()
+    report = extract_data_dir(out / "data", out / "feats", config, jobs=args.jobs)
+    timings["features"] = time.perf_counter() - t0
+    log(report.summary().splitlines()[0])
+    store = FeatureStore(out / "feats")
+
+    t0 = time.perf_counter()
+    train, test_X, test_y, test_utts = load_split(
+        store, fields, lambda spk, idx: "test" if idx < 5 else "train")
+    log(f"train: {sum(map(len, train.values()))} recordings; {settings['n_states']} states x "
+        f"{settings['n_components']} Gaussians per digit")
+    rec = train_recognizer(train, settings, args.jobs)
+    rec.save(out / "digits.model", meta={"feature_config": config.to_dict(),
+                                         "split": "conventional: index 5-49 train"})
+    timings["train"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    conventional = evaluate(rec, test_X, test_y)
+    timings["test"] = time.perf_counter() - t0
+    log(f"test: accuracy {conventional['accuracy']:.4f} on {conventional['n_test']} recordings "
+        f"({conventional['n_errors']} errors)")
+
+    loso = None
+    if args.loso:
+        t0 = time.perf_counter()
+        loso = run_loso(store, fields, settings, args.jobs, out, fingerprint)
+        timings["loso"] = time.perf_counter() - t0
+        log(f"leave-one-speaker-out: pooled accuracy {loso['accuracy']:.4f} on {loso['n_test']}")
+
+    t0 = time.perf_counter()
+    plots = {}
+    alignment = None
+    try:
+        from speakergmm.hmm.plots import plot_confusion_matrix
+
+        plot_confusion_matrix(np.asarray(conventional["confusion_matrix"]), DIGITS, out / "confusion.png",
+                              title="FSDD digits, conventional split")
+        plots["confusion"] = "confusion.png"
+        if loso is not None:
+            plot_confusion_matrix(np.asarray(loso["confusion_matrix"]), DIGITS, out / "loso_confusion.png",
+                                  title="FSDD digits, leave-one-speaker-out")
+            plots["loso_confusion"] = "loso_confusion.png"
+        utt = args.plot_utterance or next((u for u, d in zip(test_utts, test_y) if d == "7"), test_utts[0])
+        if utt not in store:
+            raise SystemExit(f"fsdd_digits: --plot-utterance {utt!r} has no features")
+        alignment = plot_alignment_of(rec, utt, made.data.wav[utt], fields["digit"][utt], config,
+                                      out / "alignment.png")
+        plots["alignment"] = "alignment.png"
+    except ImportError as exc:
+        log(f"plots skipped: {exc}")
+    timings["plots"] = time.perf_counter() - t0
+
+    results = {
+        "task": "FSDD isolated digit recognition, GMM-HMM word models",
+        "split": "conventional: recording index 0-4 test, 5-49 train, all six speakers",
+        **conventional,
+        "leave_one_speaker_out": loso,
+        "settings": {"model": settings, "features": config.to_dict(), "data": str(data)},
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "skipped_files": [{"utt": s.utt, "path": s.path, "reason": s.reason} for s in report.skipped],
+        "alignment": alignment,
+        "plots": plots,
+        "model_file": "digits.model",
+    }
+    atomic_write_json(out / "results.json", results)
+    log(f"wrote {out / 'results.json'}")
+    if report.skipped:
+        log(f"{len(report.skipped)} recording(s) were skipped:")
+        for s in report.skipped:
+            log(f"  {s}")
+        return report.exit_status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""WordRecognizer: API, priors, errors, model files; end to end on a subset of FSDD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speakergmm.hmm import GMMHMM, NoPathError, Topology, WordRecognizer
+from speakergmm.io import ModelFileError, load_model_file, save_model_file
+from speakergmm.mixture import GMM
+
+WORDS = ("alpha", "bravo", "charlie")
+
+
+def _word_hmm(offset: float) -> GMMHMM:
+    topo = Topology.left_to_right(3)
+    trans = np.array([[0.8, 0.2, 0.0], [0.0, 0.8, 0.2], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(int(offset * 10) + 1)
+    states = [GMM([1.0], rng.normal(size=(1, 3)) * 2 + offset, np.ones((1, 3)) * 0.5) for _ in range(3)]
+    return GMMHMM.from_parameters(states, topo.startprob, trans, topology=topo)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    generators = {w: _word_hmm(float(i)) for i, w in enumerate(WORDS)}
+    rng = np.random.default_rng(0)
+
+    def draw(word, n):
+        return [generators[word].sample(int(rng.integers(12, 30)), random_state=int(rng.integers(2**31)))[0]
+                for _ in range(n)]
+
+    train = {w: draw(w, 25) for w in WORDS}
+    test_X, test_y = [], []
+    for w in WORDS:
+        seqs = draw(w, 10)
+        test_X += seqs
+        test_y += [w] * len(seqs)
+    return train, test_X, test_y
+
+
+@pytest.fixture(scope="module")
+def recognizer(corpus):
+    train, _, _ = corpus
+    return WordRecognizer(n_states=3, n_components=1, n_iter=5).fit(train)
+
+
+def test_recognises_synthetic_words(recognizer, corpus):
+    _, X, y = corpus
+    assert recognizer.words_ == list(WORDS)
+    assert recognizer.score(X, y) >= 0.95
+    log_post = recognizer.predict_log_proba(X)
+    assert log_post.shape == (len(X), len(WORDS))
+    np.testing.assert_allclose(np.exp(log_post).sum(axis=1), 1.0)
+    ll = recognizer.log_likelihoods(X)
+    np.testing.assert_allclose(ll[0], [recognizer.models_[w].score(X[0]) for w in WORDS])
+    assert list(recognizer.predict(X)) == [WORDS[i] for i in np.argmax(ll, axis=1)]
+
+
+def test_viterbi_scoring_and_alignment(corpus, recognizer):
+    train, X, y = corpus
+    rec = WordRecognizer(n_states=3, n_components=1, n_iter=5, scoring="viterbi").fit(train)
+    assert rec.score(X, y) >= 0.95
+    # The best path never scores above the total likelihood.
+    assert np.all(rec.log_likelihoods(X) <= recognizer.log_likelihoods(X) + 1e-9)
+    score, path = recognizer.align(X[0], y[0])
+    assert path[0] == 0 and path[-1] == 2 and np.all(np.diff(path) >= 0)
+
+
+def test_priors(corpus):
+    train, X, y = corpus
+    only_alpha = WordRecognizer(n_states=3, n_components=1, n_iter=2,
+                                priors={"alpha": 1.0, "bravo": 0.0, "charlie": 0.0}).fit(train)
+    assert set(only_alpha.predict(X)) == {"alpha"}
+    unbalanced = dict(train, alpha=train["alpha"][:5])
+    empirical = WordRecognizer(n_states=3, n_components=1, n_iter=2, priors="empirical").fit(unbalanced)
+    np.testing.assert_allclose(np.exp(empirical.log_priors_), np.array([5, 25, 25]) / 55)
+    with pytest.raises(ValueError, match="unknown word"):
+        WordRecognizer(n_states=3, n_iter=1, priors={"zulu": 1.0}).fit(train)
+    with pytest.raises(ValueError, match="no prior given"):
+        WordRecognizer(n_states=3, n_iter=1, priors={"alpha": 1.0}).fit(train)
+
+
+def test_bad_input(corpus, recognizer):
+    train, X, y = corpus
+    with pytest.raises(ValueError, match="unknown word label"):
+        recognizer.score(X[:2], ["alpha", "delta"])
+    with pytest.raises(ValueError, match="unknown word"):
+        recognizer.align(X[0], "delta")
+    with pytest.raises(ValueError, match="sequence 1: has 2 features, expected 3"):
+        recognizer.predict([X[0], np.zeros((10, 2))])
+    with pytest.raises(ValueError, match="sequence 0: empty"):
+        recognizer.predict([np.zeros((0, 3))])
+    with pytest.raises(NoPathError, match="sequence 1: no word model can explain it"):
+        recognizer.predict([X[0], X[0][:2]])  # 2 frames < 3 states
+    with pytest.raises(ValueError, match="word 'bravo': no training sequences"):
+        WordRecognizer(n_states=3).fit(dict(train, bravo=[]))
+    with pytest.raises(ValueError, match="word 'charlie': sequence 0: has 4 features"):
+        WordRecognizer(n_states=3).fit(dict(train, charlie=[np.zeros((10, 4))]))
+    with pytest.raises(ValueError, match="no words"):
+        WordRecognizer().fit({})
+    with pytest.raises(RuntimeError, match="not trained"):
+        WordRecognizer().predict(X)
+
+
+def test_parallel_training_gives_the_same_models(corpus, recognizer):
+    train, X, _ = corpus
+    parallel = WordRecognizer(n_states=3, n_components=1, n_iter=5, n_jobs=2).fit(train)
+    np.testing.assert_allclose(parallel.log_likelihoods(X), recognizer.log_likelihoods(X))
+
+
+def test_save_load(tmp_path, corpus, recognizer):
+    _, X, _ = corpus
+    path = tmp_path / "words.model"
+    recognizer.save(path, meta={"note": "test"})
+    loaded = WordRecognizer.load(path)
+    assert loaded.words_ == recognizer.words_
+    np.testing.assert_array_equal(loaded.log_likelihoods(X), recognizer.log_likelihoods(X))
+    arrays, meta, _ = load_model_file(path, "speakergmm.WordRecognizer")
+    save_model_file(tmp_path / "v9.model", "speakergmm.WordRecognizer", 9, arrays, meta)
+    with pytest.raises(ModelFileError, match="version 9"):
+        WordRecognizer.load(tmp_path / "v9.model")
+    recognizer.models_["alpha"].save(tmp_path / "hmm.model")
+    with pytest.raises(ModelFileError, match="expected a 'speakergmm.WordRecognizer'"):
+        WordRecognizer.load(tmp_path / "hmm.model")
+    broken = {k: v for k, v in arrays.items() if not k.startswith("w1.state0.")}
+    save_model_file(tmp_path / "broken.model", "speakergmm.WordRecognizer", 1, broken, meta)
+    with pytest.raises(ModelFileError, match="corrupt"):
+        WordRecognizer.load(tmp_path / "broken.model")
+    (tmp_path / "garbage.model").write_bytes(b"not a zip file at all")
+    with pytest.raises(ModelFileError):
+        WordRecognizer.load(tmp_path / "garbage.model")
+
+
+# ---------------------------------------------------------------------- FSDD end to end
+FSDD_DIGITS = ("0", "1", "2", "3", "4")
+
+
+@pytest.mark.slow
+@pytest.mark.fsdd
+def test_fsdd_subset_end_to_end(fsdd, tmp_path):
+    """Five digits, all six speakers, recordings 5-19 to train and 0-4 to test, small models.
+
+    Measured: 147/150 correct (98.0%) with these settings (about 7 s); the bound (144/150)
+    leaves room for three more errors, since BLAS and platform rounding can move a
+    borderline decision."""
+    from speakergmm.features import FeatureConfig, extract_features
+
+    config = FeatureConfig()
+    train: dict[str, list[np.ndarray]] = {d: [] for d in FSDD_DIGITS}
+    test_X, test_y = [], []
+    for path in sorted(fsdd.glob("*.wav")):
+        digit, _, index = path.stem.split("_")
+        if digit not in FSDD_DIGITS or int(index) >= 20:
+            continue
+        X = extract_features(path, config)
+        if int(index) < 5:
+            test_X.append(X)
+            test_y.append(digit)
+        else:
+            train[digit].append(X)
+    assert len(test_X) == 150 and all(len(v) == 90 for v in train.values())
+    rec = WordRecognizer(n_states=5, n_components=2, grow_mixtures=True, grow_iter=3, n_iter=4).fit(train)
+    accuracy = rec.score(test_X, test_y)
+    assert accuracy >= 0.96
+    rec.save(tmp_path / "digits.model")
+    assert WordRecognizer.load(tmp_path / "digits.model").score(test_X, test_y) == accuracy
