@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="speakergmm-demo", metavar="DIR",
                    help="output directory (default: ./speakergmm-demo)")
     p.add_argument("--speakers", type=int, default=10, help="enrolled speakers (default: 10)")
+    p.add_argument("--ubm-speakers", type=int, default=8, help="background speakers for the UBM (default: 8)")
+    p.add_argument("--test-utterances", type=int, default=12,
+                   help="test utterances per enrolled speaker (default: 12)")
+    p.add_argument("--n-components", "-k", type=int, default=None,
+                   help="UBM size (default: chosen from the data; 64 for the default corpus)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed (default: 0)")
     p.add_argument("--jobs", "-j", type=int, default=0, help="worker processes; 0 = all cores (default: 0)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -53,8 +58,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     from speakergmm.verification import VerificationError
     from speakergmm.verification.pipeline import VerifySettings, verify
 
-    if args.speakers < 2:
-        print("speakergmm demo: --speakers must be at least 2", file=sys.stderr)
+    if args.speakers < 2 or args.ubm_speakers < 1 or args.test_utterances < 1:
+        print("speakergmm demo: --speakers must be at least 2, --ubm-speakers and --test-utterances "
+              "at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.n_components is not None and args.n_components < 1:
+        print("speakergmm demo: --n-components must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -65,16 +74,21 @@ def _run_demo(args: argparse.Namespace) -> int:
         corpus_dir = out / "corpus"
         had_corpus = (corpus_dir / "COMPLETE.json").is_file()
         t0 = time.perf_counter()
-        corpus = make_synthetic_corpus(corpus_dir, n_speakers=args.speakers, seed=args.seed)
+        corpus = make_synthetic_corpus(corpus_dir, n_speakers=args.speakers, n_ubm_speakers=args.ubm_speakers,
+                                       test_utterances_per_speaker=args.test_utterances, seed=args.seed)
         if log:
             log(f"demo: {'reusing' if had_corpus else 'generated'} the synthetic corpus in "
                 f"{corpus.root} ({time.perf_counter() - t0:.1f} s)")
         results = verify(corpus.ubm, corpus.enroll, corpus.test, corpus.trials, out / "exp",
-                         settings=VerifySettings(jobs=args.jobs), log=log, show_progress=args.progress,
+                         settings=VerifySettings(n_components=args.n_components, jobs=args.jobs), log=log, show_progress=args.progress,
                          title="GMM-UBM on synthetic voices",
                          extra={"corpus": "synthetic voices (speakergmm.datasets.synthetic)",
                                 "corpus_dir": str(corpus.root)})
-    except (FileExistsError, ValueError, OSError) as exc:
+    except FileExistsError as exc:
+        print(f"speakergmm demo: {exc.args[0].split(';')[0]}; choose another --out, or delete "
+              f"{out / 'corpus'} to generate it again", file=sys.stderr)
+        return EXIT_INPUT
+    except (ValueError, OSError) as exc:
         kind = "bad input" if isinstance(exc, (VerificationError, ModelFileError)) else "cannot run"
         print(f"speakergmm demo: {kind}: {exc}", file=sys.stderr)
         return EXIT_INPUT
