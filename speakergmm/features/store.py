@@ -2,28 +2,32 @@
 
 Cache layout (``out_dir``)::
 
-    config.json     the FeatureConfig (FeatureConfig.save)
-    feats/<utt>.npy one float32 (n_frames, n_features) array per utterance (plain numpy)
-    index.json      utterance -> feature file, frame count, and the audio's (path, size, mtime)
-    report.json     the last run's summary: counts and every skipped utterance with its reason
-    .journal.jsonl  results of a run in progress (lets an interrupted run resume)
+    config.json         the FeatureConfig (FeatureConfig.save)
+    feats/<shard>.npy   float32 (n_frames, n_features) arrays: the frames of a run of
+                        consecutive utterances, one after the other (plain numpy)
+    index.json          utterance -> shard, first row, frame count, and its audio's
+                        (path, size, mtime)
+    report.json         the last run's summary: counts and every skipped utterance with its reason
+    .journal.jsonl      results of a run in progress (lets an interrupted run resume)
 
-Every file is written atomically. A rerun reuses the features of every utterance whose
-audio (path, size, modification time) and configuration are unchanged, so it is instant
-when nothing changed and an interrupted run resumes where it stopped; a changed
-configuration recomputes everything.
+Shards (a few dozen utterances each) rather than one file per utterance: most FSDD files
+give under 50 frames, and creating, renaming and later opening 3000 tiny files cost as much
+as computing their features. Every file is written atomically. A rerun reuses the
+features of every utterance whose audio (path, size, modification time) and
+configuration are unchanged, so it is instant when nothing changed and an interrupted run
+resumes where it stopped (recomputed utterances go to new shards; shards nothing refers
+to any more are deleted); a changed configuration, or ``force``, recomputes everything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import re
 import stat
-import sys
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
@@ -61,7 +65,6 @@ _INDEX = "index.json"
 _REPORT = "report.json"
 _JOURNAL = ".journal.jsonl"
 _FEATS = "feats"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,150}")
 
 
 class FeatureStoreError(ValueError):
@@ -168,35 +171,38 @@ class BatchReport:
 
 
 # ---------------------------------------------------------------------- workers
-def _extract_chunk(task: tuple[dict[str, Any], str, list[tuple[str, str, str]]]) -> list[tuple]:
-    """Extract a chunk of utterances and write their .npy files (runs in a worker).
+def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple[str, str]]]) -> list[tuple]:
+    """Extract a chunk of utterances into one shard file (runs in a worker).
 
-    Returns small tuples only: ``(utt, n_frames, seconds, None)`` or ``(utt, None, 0, reason)``.
+    Returns small tuples only, one per utterance: ``(utt, first_row, n_frames, seconds, None)``
+    or ``(utt, None, None, 0.0, reason)``.
     """
-    config_dict, feats_dir, items = task
+    config_dict, feats_dir, shard, items = task
     extractor = get_extractor(FeatureConfig.from_dict(config_dict))
-    results = []
-    for utt, path, filename in items:
+    results: list[tuple] = []
+    arrays: list[np.ndarray] = []
+    row = 0
+    for utt, path in items:
         try:
             extraction = extractor.extract_full(path)
-            with atomic_path(os.path.join(feats_dir, filename)) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, extraction.features, allow_pickle=False)
-            results.append((utt, int(extraction.features.shape[0]), extraction.duration, None))
         except FeatureError as exc:
-            results.append((utt, None, 0.0, exc.reason))
+            results.append((utt, None, None, 0.0, exc.reason))
+            continue
         except MemoryError:
-            results.append((utt, None, 0.0, "out of memory while extracting"))
+            results.append((utt, None, None, 0.0, "out of memory while extracting"))
+            continue
         except Exception as exc:  # a bad file must never stop the batch
-            results.append((utt, None, 0.0, f"extraction failed ({type(exc).__name__}: {exc})"))
+            results.append((utt, None, None, 0.0, f"extraction failed ({type(exc).__name__}: {exc})"))
+            continue
+        n_frames = int(extraction.features.shape[0])
+        arrays.append(extraction.features)
+        results.append((utt, row, n_frames, extraction.duration, None))
+        row += n_frames
+    if arrays:
+        with atomic_path(os.path.join(feats_dir, shard)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.concatenate(arrays) if len(arrays) > 1 else arrays[0], allow_pickle=False)
     return results
-
-
-def _feature_filename(utt: str) -> str:
-    if _SAFE_NAME.fullmatch(utt):
-        return utt + ".npy"
-    # ids with '/', odd characters or great length get a stable hashed name
-    return "u-" + hashlib.sha1(utt.encode("utf-8")).hexdigest()[:20] + ".npy"
 
 
 # ---------------------------------------------------------------------- cache state
@@ -297,7 +303,8 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
 
     entries: dict[str, dict[str, Any]] = {}
     skipped: list[SkippedUtterance] = []
-    todo: list[tuple[str, str, str, os.stat_result]] = []
+    todo: list[tuple[str, str, os.stat_result]] = []
+    shards_on_disk = {e.name for e in os.scandir(feats_dir)}
     for utt, path in data.wav.items():
         try:
             st = os.stat(path)
@@ -312,11 +319,10 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
                                             + (" (a directory)" if stat.S_ISDIR(st.st_mode) else "")))
             continue
         entry = previous.get(utt)
-        if (entry is not None and _same_source(entry, path, st)
-                and (feats_dir / str(entry.get("file", ""))).is_file()):
+        if entry is not None and _same_source(entry, path, st) and entry.get("shard") in shards_on_disk:
             entries[utt] = entry
             continue
-        todo.append((utt, path, _feature_filename(utt), st))
+        todo.append((utt, path, st))
     n_reused = len(entries)
 
     n_extracted = 0
@@ -328,16 +334,18 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         by_utt = {item[0]: item for item in todo}
         config_dict = config.to_dict()
         get_extractor(config)  # built once here; forked workers inherit it
-        tasks = [(config_dict, str(feats_dir), [(u, p, f) for u, p, f, _ in chunk]) for chunk in chunks]
+        run_id = uuid.uuid4().hex[:12]  # new shards never overwrite ones still in use
+        tasks = [(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy", [(u, p) for u, p, _ in chunk])
+                 for i, chunk in enumerate(chunks)]
         with open(out / _JOURNAL, "a", encoding="utf-8", buffering=1) as journal:
             results = _run_tasks(tasks, n_workers)
-            for utt, n_frames, seconds, reason in _progress(results, len(todo), progress):
-                _, path, filename, st = by_utt[utt]
+            for shard, (utt, row, n_frames, seconds, reason) in _progress(results, len(todo), progress):
+                _, path, st = by_utt[utt]
                 if reason is not None:
                     skipped.append(SkippedUtterance(utt, path, reason))
                     continue
-                entry = {"file": filename, "path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                         "n_frames": n_frames, "seconds": round(seconds, 6)}
+                entry = {"shard": shard, "row": row, "n_frames": n_frames, "path": path,
+                         "size": st.st_size, "mtime_ns": st.st_mtime_ns, "seconds": round(seconds, 6)}
                 entries[utt] = entry
                 n_extracted += 1
                 extracted_seconds += seconds
@@ -353,7 +361,7 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         "utterances": entries,
     })
     (out / _JOURNAL).unlink(missing_ok=True)
-    _remove_stale_files(feats_dir, {e["file"] for e in entries.values()})
+    _remove_stale_files(feats_dir, {e["shard"] for e in entries.values()})
 
     report = BatchReport(
         out_dir=out, n_utterances=len(data.wav), n_extracted=n_extracted, n_reused=n_reused,
@@ -366,17 +374,19 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     return report
 
 
-def _run_tasks(tasks: list, n_workers: int) -> Iterator[tuple]:
-    """Per-utterance results of all tasks, in-process or from a pool of pinned workers."""
+def _run_tasks(tasks: list, n_workers: int) -> Iterator[tuple[str, tuple]]:
+    """``(shard, per-utterance result)`` of all tasks, in-process or from pinned workers."""
     if n_workers <= 1:
         for task in tasks:
-            yield from _extract_chunk(task)
+            for result in _extract_chunk(task):
+                yield task[2], result
         return
     with worker_pool(n_workers) as pool:
-        futures = [pool.submit(_extract_chunk, task) for task in tasks]
+        futures = {pool.submit(_extract_chunk, task): task[2] for task in tasks}
         try:
             for future in as_completed(futures):
-                yield from future.result()
+                for result in future.result():
+                    yield futures[future], result
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -388,7 +398,7 @@ def _progress(results: Iterable[tuple], total: int, enabled: bool | None) -> Ite
 
 
 def _remove_stale_files(feats_dir: Path, keep: set[str]) -> None:
-    """Delete feature files no current utterance uses (and leftovers of interrupted writes)."""
+    """Delete shards no current utterance uses (and leftovers of interrupted writes)."""
     for entry in os.scandir(feats_dir):
         name = entry.name
         if name in keep:
@@ -428,8 +438,9 @@ class FeatureStream:
 class FeatureStore(Mapping):
     """Read-only access to a feature cache written by :func:`extract_data_dir`.
 
-    A mapping ``utterance id -> (n_frames, n_features) float32 array``; arrays are read from
-    disk on each access (``mmap=True`` maps them instead).
+    A mapping ``utterance id -> (n_frames, n_features) float32 array``. Shards are memory
+    mapped (the few most recently used stay open), so reading an utterance touches only its
+    own rows; ``store[utt]`` returns a private copy, or with ``mmap=True`` a read-only view.
 
     Examples
     --------
@@ -439,6 +450,8 @@ class FeatureStore(Mapping):
     >>> for utt, X in store.items(): ...                     # doctest: +SKIP
     >>> gmm_training_data = store.arrays(train_utterances)   # re-iterable, lazy
     """
+
+    _OPEN_SHARDS = 8
 
     def __init__(self, path: str | os.PathLike, mmap: bool = False):
         self.path = Path(path)
@@ -467,6 +480,25 @@ class FeatureStore(Mapping):
         self._entries: dict[str, dict[str, Any]] = index.get("utterances") or {}
         self.n_features = self.config.n_features
         self.data_dir = index.get("data_dir")
+        self._shards: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def _shard(self, name: str) -> np.ndarray:
+        shard = self._shards.get(name)
+        if shard is not None:
+            self._shards.move_to_end(name)
+            return shard
+        file = self.path / _FEATS / name
+        try:
+            shard = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise FeatureStoreError(f"{file}: feature shard missing or corrupt ({exc}); re-extract") from exc
+        if shard.ndim != 2 or shard.shape[1] != self.n_features or shard.dtype != np.float32:
+            raise FeatureStoreError(f"{file}: feature shard holds {shard.dtype} {shard.shape}, expected "
+                                    f"float32 (n, {self.n_features}); re-extract")
+        self._shards[name] = shard
+        if len(self._shards) > self._OPEN_SHARDS:
+            self._shards.popitem(last=False)
+        return shard
 
     # Mapping protocol -------------------------------------------------------------
     def __getitem__(self, utt: str) -> np.ndarray:
@@ -475,17 +507,14 @@ class FeatureStore(Mapping):
             reason = self.skipped.get(utt)
             why = f" (skipped at extraction: {reason})" if reason else ""
             raise KeyError(f"utterance {utt!r} has no features in {self.path}{why}")
-        file = self.path / _FEATS / entry["file"]
-        try:
-            array = np.load(file, mmap_mode="r" if self.mmap else None, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise FeatureStoreError(f"{file}: features of {utt!r} missing or corrupt ({exc}); "
-                                    "re-extract") from exc
-        if array.ndim != 2 or array.shape != (entry["n_frames"], self.n_features):
+        shard = self._shard(entry["shard"])
+        row, n_frames = int(entry["row"]), int(entry["n_frames"])
+        if row + n_frames > shard.shape[0]:
             raise FeatureStoreError(
-                f"{file}: features of {utt!r} have shape {array.shape}, the index says "
-                f"({entry['n_frames']}, {self.n_features}); re-extract")
-        return array
+                f"{self.path / _FEATS / entry['shard']}: rows {row}..{row + n_frames} of {utt!r} lie "
+                f"beyond the shard's {shard.shape[0]} rows; re-extract")
+        view = shard[row:row + n_frames]
+        return view if self.mmap else np.array(view)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -540,6 +569,10 @@ class FeatureStore(Mapping):
             out[pos:pos + len(array)] = array
             pos += len(array)
         return out
+
+    def close(self) -> None:
+        """Drop the open shard maps (they are reopened on demand)."""
+        self._shards.clear()
 
     def __repr__(self) -> str:
         return (f"FeatureStore({str(self.path)!r}: {len(self)} utterances, {self.n_features} dims, "
