@@ -259,8 +259,7 @@ def read_data_dir(path: str | os.PathLike) -> DataDir:
                             "supported; convert the audio to files and list their paths")
             refused.add(utt)
             continue
-        audio = Path(location)
-        wav[utt] = str(audio if audio.is_absolute() else (root / audio))
+        wav[utt] = location if os.path.isabs(location) else os.path.join(root, location)
         wav_lines[utt] = number
 
     utt2spk, spk_lines = _read_pairs(utt2spk_path, "utterance", problems)

@@ -40,7 +40,7 @@ from speakergmm.corpus import DataDir, read_data_dir
 from speakergmm.features.audio import FeatureError
 from speakergmm.features.config import FeatureConfig, FeatureConfigError
 from speakergmm.features.extract import get_extractor
-from speakergmm.io import atomic_path, atomic_write_json
+from speakergmm.io import atomic_path, atomic_write_json, atomic_write_text
 from speakergmm.utils import effective_jobs, progress, worker_pool
 
 __all__ = [
@@ -229,8 +229,9 @@ def _previous_entries(out: Path, config_hash: str) -> dict[str, dict[str, Any]]:
                     record = json.loads(line)
                 except ValueError:
                     continue  # a line cut short by an interruption
-                if isinstance(record, dict) and record.get("config_hash") == config_hash and "utt" in record:
-                    entries[record["utt"]] = {k: v for k, v in record.items() if k not in ("utt", "config_hash")}
+                if (isinstance(record, dict) and record.get("config_hash") == config_hash
+                        and isinstance(record.get("entries"), dict)):
+                    entries.update(record["entries"])
     return entries
 
 
@@ -337,29 +338,36 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         run_id = uuid.uuid4().hex[:12]  # new shards never overwrite ones still in use
         tasks = [(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy", [(u, p) for u, p, _ in chunk])
                  for i, chunk in enumerate(chunks)]
-        with open(out / _JOURNAL, "a", encoding="utf-8", buffering=1) as journal:
+        with open(out / _JOURNAL, "a", encoding="utf-8") as journal:
+            pending: dict[str, dict[str, Any]] = {}
             results = _run_tasks(tasks, n_workers)
-            for shard, (utt, row, n_frames, seconds, reason) in _progress(results, len(todo), progress):
+            for shard, (utt, row, n_frames, seconds, reason), last in _progress(results, len(todo), progress):
                 _, path, st = by_utt[utt]
                 if reason is not None:
                     skipped.append(SkippedUtterance(utt, path, reason))
-                    continue
-                entry = {"shard": shard, "row": row, "n_frames": n_frames, "path": path,
-                         "size": st.st_size, "mtime_ns": st.st_mtime_ns, "seconds": round(seconds, 6)}
-                entries[utt] = entry
-                n_extracted += 1
-                extracted_seconds += seconds
-                journal.write(json.dumps({"utt": utt, "config_hash": config_hash, **entry}) + "\n")
+                else:
+                    pending[utt] = {"shard": shard, "row": row, "n_frames": n_frames, "path": path,
+                                    "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                    "seconds": round(seconds, 6)}
+                    n_extracted += 1
+                    extracted_seconds += seconds
+                if last and pending:  # one journal line per finished shard
+                    entries.update(pending)
+                    journal.write(json.dumps({"config_hash": config_hash, "entries": pending},
+                                             separators=(",", ":")) + "\n")
+                    journal.flush()
+                    pending = {}
 
     order = {utt: i for i, utt in enumerate(data.wav)}
     entries = dict(sorted(entries.items(), key=lambda kv: order[kv[0]]))
     skipped.sort(key=lambda s: order[s.utt])
-    atomic_write_json(out / _INDEX, {
+    # compact JSON: for large corpora the indented form costs noticeable time and space
+    atomic_write_text(out / _INDEX, json.dumps({
         "format": CACHE_FORMAT, "version": CACHE_VERSION, "config_hash": config_hash,
         "n_features": config.n_features,
         "data_dir": str(data.path) if data.path is not None else None,
         "utterances": entries,
-    })
+    }, separators=(",", ":")) + "\n")
     (out / _JOURNAL).unlink(missing_ok=True)
     _remove_stale_files(feats_dir, {e["shard"] for e in entries.values()})
 
@@ -374,19 +382,22 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     return report
 
 
-def _run_tasks(tasks: list, n_workers: int) -> Iterator[tuple[str, tuple]]:
-    """``(shard, per-utterance result)`` of all tasks, in-process or from pinned workers."""
+def _run_tasks(tasks: list, n_workers: int) -> Iterator[tuple[str, tuple, bool]]:
+    """``(shard, per-utterance result, last of its shard?)`` of all tasks, in-process or from
+    pinned worker processes (chunks arrive in completion order)."""
+    def per_utterance(shard: str, results: list[tuple]) -> Iterator[tuple[str, tuple, bool]]:
+        for i, result in enumerate(results):
+            yield shard, result, i == len(results) - 1
+
     if n_workers <= 1:
         for task in tasks:
-            for result in _extract_chunk(task):
-                yield task[2], result
+            yield from per_utterance(task[2], _extract_chunk(task))
         return
     with worker_pool(n_workers) as pool:
         futures = {pool.submit(_extract_chunk, task): task[2] for task in tasks}
         try:
             for future in as_completed(futures):
-                for result in future.result():
-                    yield futures[future], result
+                yield from per_utterance(futures[future], future.result())
         except BaseException:
             for future in futures:
                 future.cancel()
