@@ -52,7 +52,7 @@ DIGITS = [str(d) for d in range(10)]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 
 #: The recogniser's settings (measured on the conventional split; see docs/hmm.md).
-MODEL_SETTINGS = dict(n_states=8, n_components=4, covariance_type="diag", n_skips=0,
+MODEL_SETTINGS = dict(n_states=8, n_components=8, covariance_type="diag", n_skips=0,
                       grow_mixtures=True, grow_iter=4, n_iter=8, viterbi_iter=0, reg_covar=1e-3)
 #: The front end's settings (FeatureConfig fields that differ from its defaults).
 FEATURE_SETTINGS: dict = {}

@@ -201,6 +201,7 @@ class GMMHMM:
         states = list(states)
         if topology is None:
             topology = Topology(startprob, transmat, final, name="given")
+        params.setdefault("n_components", max(g.n_components for g in states))
         model = cls(n_states=topology.n_states, topology=topology, **params)
         model._set_parameters(states, np.asarray(startprob, float), np.asarray(transmat, float))
         return model

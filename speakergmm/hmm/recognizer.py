@@ -35,8 +35,10 @@ def _fit_word(job: tuple[str, dict[str, Any], list[np.ndarray]]) -> tuple[str, G
     word, params, sequences = job
     try:
         return word, GMMHMM(**params).fit(sequences)
-    except (ValueError, NoPathError) as exc:
-        raise type(exc)(f"word {word!r}: {exc}") from exc
+    except NoPathError as exc:
+        raise NoPathError(f"word {word!r}: {exc}") from exc
+    except ValueError as exc:  # name the word whose data or model is at fault
+        raise ValueError(f"word {word!r}: {exc}") from exc
 
 
 class WordRecognizer:
