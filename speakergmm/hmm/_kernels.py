@@ -3,8 +3,10 @@
 Everything here works on a *batch* of sequences stored back to back in one array of
 emission log-likelihoods ``log_emit`` of shape (N, S), with ``offsets`` (n_seq + 1,)
 marking where each sequence starts (``offsets[0] == 0``, ``offsets[-1] == N``). Sequences
-are independent, so the batch loop runs in parallel (``prange``); within a sequence the
-recursion over frames is sequential by nature.
+are independent, but the kernels run them one after the other: each is short (tens of
+frames), and on the 2-core machines this project targets numba's thread pool made the
+batch 3x *slower* (measured in docs/hmm.md); parallelism belongs one level up, across
+word models in worker processes (``WordRecognizer(n_jobs=...)``).
 
 Transitions are passed as sparse lists of *allowed* edges (log-probabilities > -inf), in
 two CSR layouts built by :func:`edge_lists`: the predecessors of each state (for the
@@ -21,7 +23,7 @@ occupancies and, for Viterbi, a path of -1.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["edge_lists", "forward_backward", "forward_loglik", "viterbi"]
 
@@ -92,13 +94,13 @@ def _terminal_loglik(alpha_last, log_final):
     return acc
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def forward_loglik(log_start, log_final, pred_ptr, pred_src, pred_logp, log_emit, offsets):
     """Per-sequence log-likelihood log p(X_n) by the forward recursion (no posteriors)."""
     n_seq = offsets.shape[0] - 1
     n_states = log_start.shape[0]
     loglik = np.empty(n_seq)
-    for n in prange(n_seq):
+    for n in range(n_seq):
         lo, hi = offsets[n], offsets[n + 1]
         prev = np.empty(n_states)
         cur = np.empty(n_states)
@@ -115,7 +117,7 @@ def forward_loglik(log_start, log_final, pred_ptr, pred_src, pred_logp, log_emit
     return loglik
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def forward_backward(log_start, log_final, pred_ptr, pred_src, pred_logp,
                      succ_ptr, succ_dst, succ_logp, log_emit, offsets):
     """Posteriors of a batch of sequences.
@@ -133,7 +135,7 @@ def forward_backward(log_start, log_final, pred_ptr, pred_src, pred_logp,
     gamma = np.zeros((n_frames_total, n_states))
     xi = np.zeros((n_seq, n_edges))
     loglik = np.empty(n_seq)
-    for n in prange(n_seq):
+    for n in range(n_seq):
         lo, hi = offsets[n], offsets[n + 1]
         n_frames = hi - lo
         emit = log_emit[lo:hi]
@@ -167,7 +169,7 @@ def forward_backward(log_start, log_final, pred_ptr, pred_src, pred_logp,
     return gamma, xi, loglik
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def viterbi(log_start, log_final, pred_ptr, pred_src, pred_logp, log_emit, offsets):
     """Best state path of each sequence of a batch.
 
@@ -182,7 +184,7 @@ def viterbi(log_start, log_final, pred_ptr, pred_src, pred_logp, log_emit, offse
     n_frames_total, n_states = log_emit.shape
     path = np.full(n_frames_total, -1, dtype=np.int64)
     score = np.empty(n_seq)
-    for n in prange(n_seq):
+    for n in range(n_seq):
         lo, hi = offsets[n], offsets[n + 1]
         n_frames = hi - lo
         delta = np.empty((n_frames, n_states))
@@ -219,7 +221,7 @@ def viterbi(log_start, log_final, pred_ptr, pred_src, pred_logp, log_emit, offse
     return path, score
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def segment_logsumexp(log_joint, n_groups, group_size):
     """(N, G*K) -> (N, G): log-sum-exp over consecutive groups of K columns.
 
@@ -228,7 +230,7 @@ def segment_logsumexp(log_joint, n_groups, group_size):
     """
     n_rows = log_joint.shape[0]
     out = np.empty((n_rows, n_groups))
-    for r in prange(n_rows):
+    for r in range(n_rows):
         for g in range(n_groups):
             base = g * group_size
             m = NEG_INF

@@ -13,10 +13,11 @@ import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.model import FORMAT as HMM_FORMAT
-from speakergmm.hmm.model import GMMHMM, NoPathError, check_sequences
+from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, NoPathError, check_sequences
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.utils import parallel_map
 
@@ -166,8 +167,9 @@ class WordRecognizer:
         self._check_fitted()
         X, offsets = check_sequences(sequences, self.n_features_)
         out = np.empty((offsets.size - 1, len(self.words_)))
-        for j, word in enumerate(self.words_):
-            out[:, j] = self.models_[word].score_batch(X, offsets, viterbi=self.scoring == "viterbi")
+        with threadpool_limits(limits=BLAS_THREADS):
+            for j, word in enumerate(self.words_):
+                out[:, j] = self.models_[word].score_batch(X, offsets, viterbi=self.scoring == "viterbi")
         return out
 
     def predict_log_proba(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
