@@ -132,3 +132,19 @@ def test_replace_validates():
         FeatureConfig().replace(n_cepstra=13)
     with pytest.raises(FeatureConfigError, match="n_mfcc"):
         FeatureConfig().replace(n_mfcc=0)
+
+
+def test_the_documented_defaults_are_the_dataclass_defaults():
+    """docs/features.md lists the defaults; FeatureConfig is where they live."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "features.md"
+    if not doc.is_file():
+        pytest.skip("docs/features.md not present")
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", doc.read_text(), flags=re.M))
+    fields = {f.name: f.default for f in dataclasses.fields(FeatureConfig)}
+    assert set(rows) == set(fields)
+    for name, default in fields.items():
+        assert rows[name] == repr(default), name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 EXIT_OK = 0
 EXIT_INVALID_INPUT = 1
@@ -163,35 +163,40 @@ def _run_features(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- make-data-dir
-def parse_include(specs: list[str]) -> Callable[[Mapping[str, str]], bool] | None:
-    """``["index=5-49", "speaker=george,theo"]`` -> a ``select(fields)`` predicate (or None).
+class IncludeFilter:
+    """``select(fields)`` predicate of ``--include FIELD=VALUES`` options (all must hold).
 
-    Raises ValueError with the offending spec.
+    VALUES are comma-separated exact values or inclusive integer ranges ``LO-HI``.
     """
-    if not specs:
-        return None
-    rules: list[tuple[str, set[str], list[tuple[int, int]]]] = []
-    for spec in specs:
-        name, sep, values = spec.partition("=")
-        name = name.strip()
-        if not sep or not name or not values.strip():
-            raise ValueError(f"--include {spec!r}: expected FIELD=VALUES, e.g. index=5-49")
-        exact: set[str] = set()
-        ranges: list[tuple[int, int]] = []
-        for item in (v.strip() for v in values.split(",")):
-            if not item:
-                continue
-            lo, dash, hi = item.partition("-")
-            if dash and lo.strip().isdigit() and hi.strip().isdigit():
-                if int(lo) > int(hi):
-                    raise ValueError(f"--include {spec!r}: empty range {item!r}")
-                ranges.append((int(lo), int(hi)))
-            else:
-                exact.add(item)
-        rules.append((name, exact, ranges))
 
-    def select(fields: Mapping[str, str]) -> bool:
-        for name, exact, ranges in rules:
+    def __init__(self, specs: list[str]):
+        self.rules: list[tuple[str, set[str], list[tuple[int, int]]]] = []
+        for spec in specs:
+            name, sep, values = spec.partition("=")
+            name = name.strip()
+            if not sep or not name or not values.strip():
+                raise ValueError(f"--include {spec!r}: expected FIELD=VALUES, e.g. index=5-49")
+            exact: set[str] = set()
+            ranges: list[tuple[int, int]] = []
+            for item in (v.strip() for v in values.split(",")):
+                if not item:
+                    continue
+                lo, dash, hi = item.partition("-")
+                if dash and lo.strip().isdigit() and hi.strip().isdigit():
+                    if int(lo) > int(hi):
+                        raise ValueError(f"--include {spec!r}: empty range {item!r}")
+                    ranges.append((int(lo), int(hi)))
+                else:
+                    exact.add(item)
+            self.rules.append((name, exact, ranges))
+
+    @property
+    def fields(self) -> list[str]:
+        """The field names the filter looks at."""
+        return [name for name, _, _ in self.rules]
+
+    def __call__(self, fields: Mapping[str, str]) -> bool:
+        for name, exact, ranges in self.rules:
             value = fields.get(name)
             if value is None:
                 return False
@@ -202,18 +207,15 @@ def parse_include(specs: list[str]) -> Callable[[Mapping[str, str]], bool] | Non
             return False
         return True
 
-    select.fields = [r[0] for r in rules]  # type: ignore[attr-defined]
-    return select
-
 
 def _run_make_data_dir(args: argparse.Namespace) -> int:
     from speakergmm.corpus import CorpusError, make_data_dir, parse_filename_pattern
 
     try:
-        select = parse_include(args.include)
+        select = IncludeFilter(args.include) if args.include else None
         _, names = parse_filename_pattern(args.pattern)
         if select is not None:
-            unknown = [f for f in select.fields if f not in names]  # type: ignore[attr-defined]
+            unknown = [f for f in select.fields if f not in names]
             if unknown:
                 raise ValueError(f"--include names field(s) {', '.join(unknown)} that the pattern "
                                  f"{args.pattern!r} does not have ({', '.join(names)})")

@@ -177,9 +177,11 @@ class FeatureExtractor:
         return np.ascontiguousarray(feats, dtype=np.float32), voiced
 
     # ------------------------------------------------------------------ whole pipeline
-    def prepare(self, signal: np.ndarray, sample_rate: int, source: str = "<signal>",
-                scaled: bool = False) -> np.ndarray:
-        """Mono, checked, resampled, 16-bit-scaled and dithered signal ready for :meth:`mfcc`."""
+    def prepare(self, signal: np.ndarray, sample_rate: int, source: str = "<signal>") -> np.ndarray:
+        """Mono, checked, 16-bit-scaled, resampled and dithered signal ready for :meth:`mfcc`.
+
+        ``signal`` is 1-D or ``(n_samples, n_channels)``; floats in [-1, 1] or integer PCM.
+        """
         c = self.config
         signal = np.asarray(signal)
         if np.issubdtype(signal.dtype, np.integer):
@@ -191,9 +193,7 @@ class FeatureExtractor:
             signal = as_mono(signal)
         except ValueError as exc:
             raise FeatureError(source, str(exc)) from None
-        signal = check_signal(np.asarray(signal, dtype=np.float64), source)
-        if not scaled:
-            signal = signal * INT16_SCALE
+        signal = check_signal(np.asarray(signal, dtype=np.float64), source) * INT16_SCALE
         if sample_rate != c.sample_rate:
             signal = resample(signal, sample_rate, c.sample_rate)
         return dither_signal(signal, c.dither, c.dither_seed)
@@ -203,8 +203,8 @@ class FeatureExtractor:
         c = self.config
         if isinstance(path_or_signal, (str, os.PathLike)):
             source = str(path_or_signal)
-            signal, rate = read_audio(source)
-            signal = self.prepare(signal, rate, source, scaled=True)
+            signal, _ = read_audio(source, c.sample_rate)  # checked, mono, scaled, resampled
+            signal = dither_signal(signal, c.dither, c.dither_seed)
         else:
             source = "<signal>"
             if sample_rate is None:
