@@ -56,8 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(data: str | os.PathLike, out: str | os.PathLike, n_components: int | None = None, top_c: int = 5,
         relevance_factor: float = 16.0, protocols: tuple[str, ...] = ("train", "digits"), jobs: int = 0,
-        log=None) -> dict:
-    """Run the recipe; returns the train protocol's results dict (see the module docstring)."""
+        log=None, settings=None) -> dict:
+    """Run the recipe; returns the train protocol's results dict (see the module docstring).
+
+    ``settings`` (a :class:`~speakergmm.verification.pipeline.VerifySettings`) replaces the
+    one built from ``n_components``, ``top_c``, ``relevance_factor`` and ``jobs``.
+    """
     from speakergmm.corpus import Trial, make_data_dir, write_trials
     from speakergmm.io import atomic_write_json
     from speakergmm.verification import VerificationError
@@ -72,8 +76,10 @@ def run(data: str | os.PathLike, out: str | os.PathLike, n_components: int | Non
     if not data.is_dir() or not any(data.glob("*.wav")):
         raise VerificationError(f"{data}: no FSDD recordings there (give --data or set SPEAKERGMM_FSDD)")
     started = time.perf_counter()
-    settings = VerifySettings(n_components=n_components, top_c=top_c, relevance_factor=relevance_factor,
-                              jobs=jobs)
+    if settings is None:
+        settings = VerifySettings(n_components=n_components, top_c=top_c, relevance_factor=relevance_factor,
+                                  jobs=jobs)
+    jobs = settings.jobs
     timings: dict[str, float] = {}
 
     # Data: one directory of every file, the splits are lists of its utterances.

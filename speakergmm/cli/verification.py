@@ -105,13 +105,13 @@ def _add_ubm_options(p: argparse.ArgumentParser) -> None:
                    help="covariance of each Gaussian (default: diag)")
     g.add_argument("--iter-per-split", type=_positive_int, default=4,
                    help="EM iterations after each binary split (default: 4)")
-    g.add_argument("--final-iter", type=_positive_int, default=8,
-                   help="EM iterations at the final size (default: 8)")
+    g.add_argument("--final-iter", type=_positive_int, default=16,
+                   help="EM iterations at the final size (default: 16)")
     g.add_argument("--variance-floor", type=float, default=0.001,
                    help="variance floor as a fraction of the global variance (default: 0.001)")
-    g.add_argument("--frames-per-component", type=int, default=2000,
-                   help="below the final size use only about this many frames per Gaussian; "
-                        "0 = all frames (default: 2000)")
+    g.add_argument("--frames-per-component", type=int, default=0,
+                   help="below the final size use only about this many frames per Gaussian "
+                        "(speeds up large corpora; e.g. 2000); 0 = all frames (default: 0)")
 
 
 def _add_enroll_options(p: argparse.ArgumentParser) -> None:

@@ -97,9 +97,9 @@ class VerifySettings:
     n_components: int | None = None
     covariance_type: str = "diag"
     iter_per_split: int = 4
-    final_iter: int = 8
+    final_iter: int = 16
     variance_floor: float = 0.001
-    frames_per_component: int = 2000
+    frames_per_component: int = 0
     ubm_dtype: str = "float32"
     relevance_factor: float = 16.0
     adapt: str = "m"
