@@ -1,0 +1,30 @@
+"""The shared EM core: Gaussian mixtures trained on sufficient statistics.
+
+- :class:`GMM` holds parameters and computes the E-step (log-likelihoods, responsibilities,
+  and :class:`SufficientStats`).
+- :func:`ml_update` (the M-step) and :func:`map_update` (Reynolds MAP adaptation) turn
+  statistics into parameters.
+- :func:`run_em`, :func:`binary_split_fit` and chunk sources run EM over arrays or corpora.
+- :class:`GaussianMixture` is the scikit-learn style estimator built on them.
+"""
+
+from speakergmm.mixture._covariance import COVARIANCE_TYPES, CovarianceError, n_parameters
+from speakergmm.mixture.em import (
+    EMResult,
+    accumulate,
+    binary_split_fit,
+    iter_chunks,
+    run_em,
+    split_components,
+)
+from speakergmm.mixture.gaussian_mixture import ConvergenceWarning, GaussianMixture, NotFittedError
+from speakergmm.mixture.model import GMM, check_frames
+from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
+from speakergmm.mixture.update import EmptyComponentWarning, map_update, ml_update
+
+__all__ = [
+    "COVARIANCE_TYPES", "ConvergenceWarning", "CovarianceError", "EMResult", "EmptyComponentWarning",
+    "GMM", "GaussianMixture", "NotFittedError", "SufficientStats", "accumulate", "binary_split_fit",
+    "check_frames", "iter_chunks", "map_update", "ml_update", "n_parameters", "run_em",
+    "split_components", "stats_from_responsibilities",
+]

@@ -1,0 +1,153 @@
+"""Covariance-type specific math, in small functions (one place per formula).
+
+Conventions follow scikit-learn so parameters move freely between the two:
+
+- ``full``: covariances (K, D, D); ``tied``: (D, D); ``diag``: (K, D); ``spherical``: (K,).
+- ``precisions_cholesky`` is the Cholesky factor ``U`` of the precision with
+  ``precision = U @ U.T`` (so ``(x - mu) @ U`` whitens), shaped like the covariances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class CovarianceError(ValueError):
+    """A covariance (or precision) is not symmetric positive definite."""
+
+
+def check_covariance_type(covariance_type: str) -> str:
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; got {covariance_type!r}"
+        )
+    return covariance_type
+
+
+def covariance_shape(n_components: int, n_features: int, covariance_type: str) -> tuple[int, ...]:
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[check_covariance_type(covariance_type)]
+
+
+def _not_pd_message(kind: str, index: int | None, detail: str) -> str:
+    where = "the tied covariance" if index is None else f"component {index}'s {kind}"
+    return (
+        f"{where} is not positive definite ({detail}); the component probably collapsed onto "
+        "too few or identical points: increase reg_covar, use fewer components, or floor variances"
+    )
+
+
+def _cholesky_lower(matrix: np.ndarray, kind: str, index: int | None) -> np.ndarray:
+    if not np.all(np.isfinite(matrix)):
+        raise CovarianceError(_not_pd_message(kind, index, "it has non-finite entries"))
+    try:
+        return linalg.cholesky(matrix, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        min_eig = float(np.linalg.eigvalsh(matrix).min())
+        raise CovarianceError(
+            _not_pd_message(kind, index, f"smallest eigenvalue {min_eig:.3g}")
+        ) from None
+
+
+def precisions_cholesky_from_covariances(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Cholesky factors of the precisions; raises :class:`CovarianceError` naming the component."""
+    if covariance_type == "full":
+        n_components, n_features, _ = covariances.shape
+        out = np.empty_like(covariances, dtype=np.float64)
+        eye = np.eye(n_features)
+        for k in range(n_components):
+            lower = _cholesky_lower(covariances[k], "covariance", k)
+            out[k] = linalg.solve_triangular(lower, eye, lower=True, check_finite=False).T
+        return out
+    if covariance_type == "tied":
+        lower = _cholesky_lower(covariances, "covariance", None)
+        return linalg.solve_triangular(
+            lower, np.eye(covariances.shape[0]), lower=True, check_finite=False
+        ).T
+    # diag, spherical
+    bad = ~(covariances > 0) | ~np.isfinite(covariances)
+    if np.any(bad):
+        k = int(np.argwhere(bad)[0][0])
+        value = covariances[k] if covariances.ndim == 1 else covariances[k][bad[k]][0]
+        raise CovarianceError(_not_pd_message("variance", k, f"variance {value!r}"))
+    return 1.0 / np.sqrt(covariances)
+
+
+def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    if covariance_type == "full":
+        return np.stack(
+            [_cholesky_lower(p, "precision", k) for k, p in enumerate(precisions)]
+        )
+    if covariance_type == "tied":
+        return _cholesky_lower(precisions, "precision", None)
+    bad = ~(precisions > 0) | ~np.isfinite(precisions)
+    if np.any(bad):
+        k = int(np.argwhere(bad)[0][0])
+        raise CovarianceError(_not_pd_message("precision", k, "non-positive precision"))
+    return np.sqrt(precisions)
+
+
+def precisions_from_cholesky(precisions_cholesky: np.ndarray, covariance_type: str) -> np.ndarray:
+    if covariance_type == "full":
+        return np.einsum("kij,klj->kil", precisions_cholesky, precisions_cholesky)
+    if covariance_type == "tied":
+        return precisions_cholesky @ precisions_cholesky.T
+    return precisions_cholesky**2
+
+
+def covariances_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
+    if covariance_type == "full":
+        return np.stack([linalg.pinvh(p) for p in precisions])
+    if covariance_type == "tied":
+        return linalg.pinvh(precisions)
+    return 1.0 / precisions
+
+
+def log_det_precisions_cholesky(
+    precisions_cholesky: np.ndarray, covariance_type: str, n_features: int
+) -> np.ndarray | float:
+    """log det(U) per component: half the log-determinant of the precision."""
+    if covariance_type == "full":
+        return np.sum(np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)), axis=1)
+    if covariance_type == "tied":
+        return float(np.sum(np.log(np.diag(precisions_cholesky))))
+    if covariance_type == "diag":
+        return np.sum(np.log(precisions_cholesky), axis=1)
+    return n_features * np.log(precisions_cholesky)
+
+
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Number of free parameters (for BIC/AIC)."""
+    cov_params = {
+        "full": n_components * n_features * (n_features + 1) / 2.0,
+        "tied": n_features * (n_features + 1) / 2.0,
+        "diag": n_components * n_features,
+        "spherical": n_components,
+    }[covariance_type]
+    return int(cov_params + n_components * n_features + n_components - 1)
+
+
+def triu_indices(n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n_features)
+
+
+def triu_outer(X: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Upper triangle of every frame's outer product x x^T, flattened: (N, D(D+1)/2)."""
+    return X[:, rows] * X[:, cols]
+
+
+def symmetric_from_triu(packed: np.ndarray, n_features: int, rows: np.ndarray,
+                        cols: np.ndarray) -> np.ndarray:
+    """Unpack (..., D(D+1)/2) upper triangles into full symmetric (..., D, D) matrices."""
+    out = np.zeros(packed.shape[:-1] + (n_features, n_features), dtype=packed.dtype)
+    out[..., rows, cols] = packed
+    out[..., cols, rows] = packed
+    return out

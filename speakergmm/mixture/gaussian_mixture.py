@@ -1,0 +1,507 @@
+"""GaussianMixture: a drop-in for ``sklearn.mixture.GaussianMixture`` on the speakergmm core."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from speakergmm.io import load_model_file, save_model_file
+from speakergmm.mixture._covariance import (
+    COVARIANCE_TYPES,
+    covariance_shape,
+    n_parameters,
+    precisions_cholesky_from_precisions,
+    precisions_from_cholesky,
+)
+from speakergmm.mixture.em import (
+    ChunkSource,
+    accumulate,
+    binary_split_fit,
+    iter_chunks,
+    run_em,
+)
+from speakergmm.mixture.model import GMM, as_generator, check_frames, check_sample_weight
+from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
+from speakergmm.mixture.update import ml_update
+
+ESTIMATOR_FORMAT = "speakergmm.GaussianMixture"
+ESTIMATOR_VERSION = 1
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "split")
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound converged."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before ``fit``."""
+
+
+class GaussianMixture:
+    """Gaussian mixture model fitted by EM on sufficient statistics.
+
+    Same constructor parameters, fitted attributes and methods as
+    ``sklearn.mixture.GaussianMixture``; beyond it: ``sample_weight`` in :meth:`fit`,
+    :meth:`fit_chunks` (exact EM over data that never fits in memory), :meth:`partial_fit`
+    (stepwise online EM), binary-splitting initialisation (``init_params="split"``), a
+    float32 E-step (``dtype``), variance flooring, and :meth:`save` / :meth:`load` to a
+    plain versioned file.
+
+    Parameters
+    ----------
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    tol : float
+        Convergence threshold on the change of the mean per-sample log-likelihood.
+    reg_covar : float
+        Added to the diagonal of every covariance.
+    max_iter : int
+        EM iterations per initialisation.
+    n_init : int
+        Initialisations; the best lower bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "split"}
+    weights_init, means_init, precisions_init : array-like, optional
+        User initial parameters (override those of ``init_params``).
+    random_state : int, Generator, RandomState or None
+    warm_start : bool
+        Start each ``fit`` from the previous solution.
+    verbose : int
+        0 silent, 1 per-initialisation messages, 2 also per-iteration log-likelihoods.
+    verbose_interval : int
+        Iterations between messages at ``verbose=2``.
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the E-step arithmetic; parameters and statistics stay float64.
+    variance_floor : float or array, optional
+        Absolute floor on variances applied at every update.
+    split_iter : int
+        EM iterations after each doubling when ``init_params="split"``.
+    max_init_samples : int
+        Frames sampled from a chunk source for k-means style initialisation.
+    """
+
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
+                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1,
+                 init_params: str = "kmeans", weights_init: Any = None, means_init: Any = None,
+                 precisions_init: Any = None, random_state: Any = None, warm_start: bool = False,
+                 verbose: int = 0, verbose_interval: int = 10, dtype: Any = np.float64,
+                 variance_floor: Any = None, split_iter: int = 5,
+                 max_init_samples: int = 200_000):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+        self.variance_floor = variance_floor
+        self.split_iter = split_iter
+        self.max_init_samples = max_init_samples
+
+    # ------------------------------------------------------------------ validation
+    def _check_parameters(self, n_features: int) -> None:
+        def positive_int(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+        positive_int("n_components", 1)
+        positive_int("max_iter", 0)
+        positive_int("n_init", 1)
+        positive_int("split_iter", 0)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
+                             f"got {self.covariance_type!r}")
+        if self.init_params not in INIT_METHODS:
+            raise ValueError(f"init_params must be one of {', '.join(INIT_METHODS)}; "
+                             f"got {self.init_params!r}")
+        if not (np.isfinite(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be a non-negative number; got {self.tol!r}")
+        if not (np.isfinite(self.reg_covar) and self.reg_covar >= 0):
+            raise ValueError(f"reg_covar must be a non-negative number; got {self.reg_covar!r}")
+        if np.dtype(self.dtype) not in (np.float64, np.float32):
+            raise ValueError(f"dtype must be float64 or float32; got {self.dtype!r}")
+        K = self.n_components
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            if w.shape != (K,):
+                raise ValueError(f"weights_init must have shape ({K},); got {w.shape}")
+            if np.any(w < 0) or np.any(w > 1) or not np.isclose(w.sum(), 1.0, atol=1e-6):
+                raise ValueError("weights_init must lie in [0, 1] and sum to 1")
+        if self.means_init is not None:
+            m = np.asarray(self.means_init, dtype=np.float64)
+            if m.shape != (K, n_features):
+                raise ValueError(f"means_init must have shape ({K}, {n_features}); got {m.shape}")
+        if self.precisions_init is not None:
+            p = np.asarray(self.precisions_init, dtype=np.float64)
+            expected = covariance_shape(K, n_features, self.covariance_type)
+            if p.shape != expected:
+                raise ValueError(f"precisions_init for covariance_type={self.covariance_type!r} "
+                                 f"must have shape {expected}; got {p.shape}")
+            precisions_cholesky_from_precisions(p, self.covariance_type)  # raises if not PD
+
+    def _check_fitted(self) -> GMM:
+        gmm = getattr(self, "_gmm", None)
+        if gmm is None:
+            raise NotFittedError(
+                "This GaussianMixture instance is not fitted yet; call fit (or load a model) first"
+            )
+        return gmm
+
+    # ------------------------------------------------------------------ fitted attributes
+    weights_ = property(lambda self: self._check_fitted().weights)
+    means_ = property(lambda self: self._check_fitted().means)
+    covariances_ = property(lambda self: self._check_fitted().covariances)
+    precisions_cholesky_ = property(lambda self: self._check_fitted().precisions_cholesky)
+    precisions_ = property(lambda self: self._check_fitted().precisions)
+
+    @property
+    def gmm_(self) -> GMM:
+        """The fitted parameters as a core :class:`GMM`."""
+        return self._check_fitted()
+
+    # ------------------------------------------------------------------ initialisation
+    def _resp_init(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Responsibilities of the k-means style initialisations (scikit-learn's methods)."""
+        n, K = X.shape[0], self.n_components
+        if self.init_params == "random":
+            resp = rng.uniform(size=(n, K))
+            return resp / resp.sum(axis=1, keepdims=True)
+        if self.init_params == "kmeans":
+            seed = int(rng.integers(2**31 - 1))
+            with warnings.catch_warnings():
+                # scipy warns when a cluster ends up empty; the M-step handles that.
+                warnings.simplefilter("ignore")
+                _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
+        else:
+            if self.init_params == "k-means++":
+                centres = _kmeans_plusplus(X, K, rng)
+            else:  # random_from_data
+                centres = X[rng.choice(n, size=K, replace=False)]
+            labels = _nearest(X, centres)
+        resp = np.zeros((n, K))
+        resp[np.arange(n), labels] = 1.0
+        return resp
+
+    def _initial_gmm(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
+                     rng: np.random.Generator) -> GMM:
+        K, D = self.n_components, sample.shape[1]
+        dtype = np.dtype(self.dtype)
+        all_given = (self.weights_init is not None and self.means_init is not None
+                     and self.precisions_init is not None)
+        if all_given:
+            return GMM.from_precisions(self.weights_init, self.means_init, self.precisions_init,
+                                       self.covariance_type, dtype=dtype)
+        if self.init_params == "split":
+            gmm = binary_split_fit(source, K, self.covariance_type, D, self.split_iter,
+                                   self.reg_covar, self.variance_floor, dtype=dtype)
+        else:
+            resp = self._resp_init(sample, rng)
+            stats = stats_from_responsibilities(sample, resp, sample_weight, self.covariance_type)
+            gmm = ml_update(stats, self.reg_covar, self.variance_floor, dtype=dtype)
+        if self.weights_init is None and self.means_init is None and self.precisions_init is None:
+            return gmm
+        weights = gmm.weights if self.weights_init is None else self.weights_init
+        means = gmm.means if self.means_init is None else self.means_init
+        if self.precisions_init is not None:
+            return GMM.from_precisions(weights, means, self.precisions_init, self.covariance_type,
+                                       dtype=dtype)
+        return GMM(weights, means, gmm.covariances, self.covariance_type, dtype=dtype)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "GaussianMixture":
+        """Estimate the parameters with EM on ``X`` (n_samples, n_features).
+
+        ``sample_weight`` (n_samples,) weights each sample's contribution to the statistics
+        (an integer weight equals repeating the sample). ``y`` is ignored.
+        """
+        X = check_frames(X, "X")
+        w = check_sample_weight(sample_weight, X.shape[0])
+        self._check_parameters(X.shape[1])
+        n_effective = X.shape[0] if w is None else int(np.count_nonzero(w))
+        if n_effective < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components={self.n_components}, "
+                f"n_samples={n_effective}"
+            )
+        source = [(X, w)] if w is not None else X
+        return self._fit(source, X if w is None else X[w > 0], None if w is None else w[w > 0],
+                         X.shape[1])
+
+    def fit_chunks(self, chunks: ChunkSource) -> "GaussianMixture":
+        """Exact EM over a re-iterable source of chunks (see :mod:`speakergmm.mixture.em`).
+
+        Every iteration streams the chunks once, so memory stays that of one chunk; the
+        result equals :meth:`fit` on the concatenated data (up to rounding). Chunks are
+        arrays or ``(array, sample_weight)`` pairs.
+        """
+        sample, weights, n_features, n_total = self._collect_sample(chunks)
+        self._check_parameters(n_features)
+        if n_total < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components={self.n_components}, "
+                f"n_samples={n_total}"
+            )
+        return self._fit(chunks, sample, weights, n_features)
+
+    def _collect_sample(self, chunks: ChunkSource) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+        """A uniform sample of at most ``max_init_samples`` frames (reservoir by random keys)."""
+        rng = as_generator(self.random_state if not isinstance(self.random_state, int)
+                           else self.random_state + 7919)
+        keep_X, keep_w, keep_keys = [], [], []
+        n_total, n_features, weighted = 0, None, False
+        cap = int(self.max_init_samples)
+        for X, w in iter_chunks(chunks):
+            if n_features is None:
+                n_features = X.shape[1]
+            elif X.shape[1] != n_features:
+                raise ValueError(f"chunks have {X.shape[1]} and {n_features} features")
+            mask = slice(None) if w is None else w > 0
+            X_pos = X[mask]
+            n_total += X_pos.shape[0]
+            weighted |= w is not None
+            keep_X.append(X_pos)
+            keep_w.append(np.ones(X_pos.shape[0]) if w is None else w[mask])
+            keep_keys.append(rng.random(X_pos.shape[0]))
+            if sum(x.shape[0] for x in keep_X) > 2 * cap:
+                keep_X, keep_w, keep_keys = _reservoir(keep_X, keep_w, keep_keys, cap)
+        if n_features is None:
+            raise ValueError("the chunk source yielded no data")
+        keep_X, keep_w, keep_keys = _reservoir(keep_X, keep_w, keep_keys, cap)
+        return keep_X[0], (keep_w[0] if weighted else None), n_features, n_total
+
+    def _fit(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
+             n_features: int) -> "GaussianMixture":
+        do_init = not (self.warm_start and getattr(self, "_gmm", None) is not None)
+        n_init = self.n_init if do_init else 1
+        rng = as_generator(self.random_state)
+        best = None
+        for init in range(n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            start = time.perf_counter()
+            gmm = (self._initial_gmm(source, sample, sample_weight, rng) if do_init
+                   else self._gmm.astype(np.dtype(self.dtype)))
+
+            def report(i: int, bound: float, _gmm: GMM, t0=start) -> None:
+                if self.verbose >= 2 and i % self.verbose_interval == 0:
+                    print(f"  Iteration {i}\t time lapse {time.perf_counter() - t0:.5f}s\t "
+                          f"log-likelihood {bound:.5f}")
+
+            if self.max_iter == 0:
+                result_gmm, converged, n_iter = gmm, False, 0
+                bound = accumulate(gmm, source)
+                bound = bound.log_likelihood / bound.n_frames
+                history: list[float] = []
+            else:
+                result = run_em(gmm, source, self.max_iter, self.tol, self.reg_covar,
+                                self.variance_floor, callback=report)
+                result_gmm, converged, n_iter = result.gmm, result.converged, result.n_iter
+                bound, history = result.lower_bound, result.history
+            if self.verbose:
+                status = "converged" if converged else "did not converge"
+                print(f"Initialization {status}. time lapse {time.perf_counter() - start:.5f}s\t "
+                      f"lower bound {bound:.5f}")
+            if best is None or bound > best[1]:
+                best = (result_gmm, bound, converged, n_iter, history)
+        self._gmm, self.lower_bound_, self.converged_, self.n_iter_, self.lower_bounds_ = best
+        self.n_features_in_ = n_features
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                f"Best of {n_init} initialisation(s) did not converge within max_iter="
+                f"{self.max_iter} iterations; try a larger max_iter or tol, or check the data",
+                ConvergenceWarning, stacklevel=3,
+            )
+        return self
+
+    def partial_fit(self, X: Any, sample_weight: Any = None, decay: float = 0.6) -> "GaussianMixture":
+        """Stepwise online EM on one mini-batch (for streams that cannot be read twice).
+
+        The running statistics are ``s <- (1 - eta) s + eta * s(X)`` (per-frame normalised)
+        with ``eta = (t + 2) ** -decay`` at the ``t``-th call (Cappe & Moulines, 2009), then
+        the parameters are re-estimated from them. The first call initialises from ``X``.
+        For exact full-batch results on data that is too large for memory, use
+        :meth:`fit_chunks` instead.
+        """
+        X = check_frames(X, "X", getattr(self, "n_features_in_", None))
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if not 0.5 < decay <= 1.0:
+            raise ValueError(f"decay must lie in (0.5, 1]; got {decay}")
+        if getattr(self, "_gmm", None) is None:
+            self._check_parameters(X.shape[1])
+            if X.shape[0] < self.n_components:
+                raise ValueError(
+                    f"the first partial_fit batch needs n_samples >= n_components="
+                    f"{self.n_components}; got {X.shape[0]}"
+                )
+            self._gmm = self._initial_gmm(X, X, w, as_generator(self.random_state))
+            self.n_features_in_ = X.shape[1]
+            self._online_stats, self._online_steps = None, 0
+            self.converged_, self.lower_bounds_ = False, []
+        gmm = self._check_fitted()
+        _, batch = gmm.e_step(X, w)
+        scale = 1.0 / batch.n_frames
+        normalised = SufficientStats(batch.covariance_type, batch.zeroth * scale, batch.first * scale,
+                                     batch.second * scale, batch.log_likelihood * scale, 1.0)
+        eta = (self._online_steps + 2.0) ** -decay if self._online_stats is not None else 1.0
+        if self._online_stats is None:
+            self._online_stats = normalised
+        else:
+            s = self._online_stats
+            for name in ("zeroth", "first", "second"):
+                setattr(s, name, (1 - eta) * getattr(s, name) + eta * getattr(normalised, name))
+            s.log_likelihood = (1 - eta) * s.log_likelihood + eta * normalised.log_likelihood
+        self._online_steps += 1
+        self._gmm = ml_update(self._online_stats, self.reg_covar, self.variance_floor, previous=gmm)
+        self.lower_bound_ = normalised.log_likelihood
+        self.lower_bounds_.append(self.lower_bound_)
+        self.n_iter_ = self._online_steps
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """Fit, then return the component labels of ``X``."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    # ------------------------------------------------------------------ inference
+    def _X(self, X: Any) -> np.ndarray:
+        gmm = self._check_fitted()
+        return check_frames(X, "X", gmm.n_features)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-sample log-likelihood ``log p(x)``."""
+        return self._check_fitted().score_samples(self._X(X))
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Mean (weighted) per-sample log-likelihood."""
+        log_prob = self.score_samples(X)
+        w = check_sample_weight(sample_weight, log_prob.shape[0])
+        return float(np.average(log_prob, weights=w))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self._check_fitted().predict_proba(self._X(X)), dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.argmax(self._check_fitted().log_joint(self._X(X)), axis=1)
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw samples; returns ``(X, y)`` with component labels, grouped by component."""
+        return self._check_fitted().sample(n_samples, self.random_state)
+
+    def _n_parameters(self) -> int:
+        gmm = self._check_fitted()
+        return n_parameters(gmm.n_components, gmm.n_features, gmm.covariance_type)
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        X = self._X(X)
+        return float(-2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0]))
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        X = self._X(X)
+        return float(-2 * self.score(X) * X.shape[0] + 2 * self._n_parameters())
+
+    # ------------------------------------------------------------------ persistence
+    _HYPERPARAMETERS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+                        "init_params", "warm_start", "verbose", "verbose_interval", "split_iter",
+                        "max_init_samples")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the fitted model to a plain, versioned ``.npz`` file (no pickle)."""
+        gmm = self._check_fitted()
+        meta = {name: getattr(self, name) for name in self._HYPERPARAMETERS}
+        meta.update(dtype=np.dtype(self.dtype).name, converged=bool(self.converged_),
+                    n_iter=int(self.n_iter_), lower_bound=float(self.lower_bound_),
+                    random_state=self.random_state if isinstance(self.random_state, int) else None)
+        save_model_file(path, ESTIMATOR_FORMAT, ESTIMATOR_VERSION, gmm.to_arrays(), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GaussianMixture":
+        """Load a model saved by :meth:`save`; refuses corrupt or foreign files with a clear error."""
+        arrays, meta, _ = load_model_file(path, ESTIMATOR_FORMAT, (ESTIMATOR_VERSION,),
+                                          required=("covariance_type", "weights", "means", "covariances"))
+        try:
+            params = {k: meta[k] for k in cls._HYPERPARAMETERS if k in meta}
+            est = cls(**params, dtype=np.dtype(meta.get("dtype", "float64")),
+                      random_state=meta.get("random_state"))
+            est._gmm = GMM.from_arrays(arrays, dtype=np.dtype(est.dtype))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: invalid GaussianMixture file: {exc}") from exc
+        if est._gmm.n_components != est.n_components:
+            raise ValueError(f"{path}: invalid GaussianMixture file: header says "
+                             f"{est.n_components} components, arrays hold {est._gmm.n_components}")
+        est.converged_ = bool(meta.get("converged", True))
+        est.n_iter_ = int(meta.get("n_iter", 0))
+        est.lower_bound_ = float(meta.get("lower_bound", np.nan))
+        est.lower_bounds_ = []
+        est.n_features_in_ = est._gmm.n_features
+        return est
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        names = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+                 "init_params", "weights_init", "means_init", "precisions_init", "random_state",
+                 "warm_start", "verbose", "verbose_interval", "dtype", "variance_floor",
+                 "split_iter", "max_init_samples")
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> "GaussianMixture":
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for GaussianMixture")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return (f"GaussianMixture(n_components={self.n_components}, "
+                f"covariance_type={self.covariance_type!r})")
+
+
+def _nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre for every row (squared distances via one product)."""
+    d2 = (centres**2).sum(axis=1) - 2.0 * X @ centres.T
+    return np.argmin(d2, axis=1)
+
+
+def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007) with greedy local trials."""
+    n = X.shape[0]
+    n_trials = 2 + int(np.log(n_clusters))
+    centres = np.empty((n_clusters, X.shape[1]))
+    centres[0] = X[rng.integers(n)]
+    closest = ((X - centres[0]) ** 2).sum(axis=1)
+    x_sq = (X**2).sum(axis=1)
+    for c in range(1, n_clusters):
+        total = closest.sum()
+        if total <= 0:  # fewer distinct points than clusters: pick any
+            centres[c] = X[rng.integers(n)]
+            continue
+        candidates = np.searchsorted(np.cumsum(closest), rng.random(n_trials) * total)
+        candidates = np.minimum(candidates, n - 1)
+        dist = np.maximum(x_sq[:, None] - 2 * X @ X[candidates].T + x_sq[candidates], 0)
+        new_closest = np.minimum(closest[:, None], dist)
+        best = int(np.argmin(new_closest.sum(axis=0)))
+        centres[c] = X[candidates[best]]
+        closest = new_closest[:, best]
+    return centres
+
+
+def _reservoir(xs: list, ws: list, keys: list, cap: int) -> tuple[list, list, list]:
+    X, w, k = np.concatenate(xs), np.concatenate(ws), np.concatenate(keys)
+    if X.shape[0] > cap:
+        keep = np.argpartition(k, cap)[:cap]
+        keep.sort()
+        X, w, k = X[keep], w[keep], k[keep]
+    return [X], [w], [k]

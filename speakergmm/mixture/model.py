@@ -1,0 +1,460 @@
+"""GMM: the parameters of a Gaussian mixture and its E-step.
+
+Everything that evaluates a mixture on frames goes through :class:`GMM`: the estimator,
+corpus-scale UBM training, MAP enrolment, verification scoring and the HMM's emissions.
+
+How the E-step is computed, and why
+-----------------------------------
+Frames are first shifted by the mixture's centre ``o`` (the weighted mean of its means):
+the log-densities are unchanged, but the quadratic expansions below then stay accurate,
+also in float32. For each chunk of frames a *design matrix* is built once and used twice:
+
+- ``diag``/``spherical``: ``A = [x*x, x]`` (N, 2D). ``log N(x|k)`` is ``A @ W + c`` with
+  ``W = [-P/2; mu*P]`` — one matrix product — and the statistics ``[sum g x*x, sum g x]`` are
+  ``resp.T @ A`` — a second one.
+- ``full``: ``A = [triu(x x^T), x]`` (N, D(D+1)/2 + D): the quadratic form of every component
+  is again one product with the packed precisions, and the same ``A`` gives the second-order
+  statistics; exploiting symmetry halves the work of both.
+- ``tied``: whiten once with the shared factor, then one product with the whitened means.
+
+Log-sum-exp and the normalisation of responsibilities are done in place on the chunk,
+which bounds memory whatever the number of frames. Statistics are accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import numpy as np
+
+from speakergmm.io import load_model_file, save_model_file
+from speakergmm.mixture._covariance import (
+    _LOG_2PI,
+    check_covariance_type,
+    covariance_shape,
+    covariances_from_precisions,
+    log_det_precisions_cholesky,
+    precisions_cholesky_from_covariances,
+    precisions_cholesky_from_precisions,
+    precisions_from_cholesky,
+    triu_outer,
+)
+from speakergmm.mixture.stats import SufficientStats
+
+GMM_FORMAT = "speakergmm.GMM"
+GMM_VERSION = 1
+
+# Elements of the (chunk x K) working arrays; bounds E-step memory (8 MiB in float64).
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def check_frames(X: Any, name: str = "X", n_features: int | None = None,
+                 dtype: type = np.float64) -> np.ndarray:
+    """Validate a 2-D array of finite frames; errors name the argument and the problem."""
+    X = np.asarray(X)
+    if X.ndim == 1 and n_features == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but the model expects {n_features} features"
+        )
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(
+            f"{name} contains NaN or infinity (first at row {bad[0]}, column {bad[1]})"
+        )
+    return X
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},); got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    return w
+
+
+def _log_normalize_inplace(log_joint: np.ndarray) -> np.ndarray:
+    """Turn log-joint rows into responsibilities in place; return per-row log-sum-exp."""
+    row_max = log_joint.max(axis=1)
+    # A row of all -inf (zero-weight components only) must not produce NaN.
+    row_max[~np.isfinite(row_max)] = 0.0
+    log_joint -= row_max[:, None]
+    np.exp(log_joint, out=log_joint)
+    row_sum = log_joint.sum(axis=1)
+    with np.errstate(divide="ignore"):
+        log_norm = np.log(row_sum) + row_max
+    row_sum[row_sum == 0] = 1.0
+    log_joint *= (1.0 / row_sum)[:, None]
+    return log_norm
+
+
+class GMM:
+    """Parameters of a Gaussian mixture, with the E-step.
+
+    Parameters
+    ----------
+    weights : array of shape (n_components,)
+        Mixture weights, non-negative, summing to 1.
+    means : array of shape (n_components, n_features)
+    covariances : array
+        (K, D, D) for ``full``, (D, D) for ``tied``, (K, D) for ``diag``, (K,) for ``spherical``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the E-step's arithmetic (parameters and statistics stay float64).
+
+    Raises
+    ------
+    CovarianceError
+        If a covariance is not positive definite; the message names the component.
+    """
+
+    def __init__(self, weights: Any, means: Any, covariances: Any, covariance_type: str = "diag",
+                 *, dtype: type = np.float64, _precisions_cholesky: np.ndarray | None = None):
+        check_covariance_type(covariance_type)
+        self.covariance_type = covariance_type
+        self.weights = np.array(weights, dtype=np.float64)
+        self.means = np.array(means, dtype=np.float64)
+        self.covariances = np.array(covariances, dtype=np.float64)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float64, np.float32):
+            raise ValueError(f"dtype must be float64 or float32; got {self.dtype}")
+        self._validate()
+        if _precisions_cholesky is None:
+            _precisions_cholesky = precisions_cholesky_from_covariances(self.covariances, covariance_type)
+        self.precisions_cholesky = _precisions_cholesky
+        self._prepare()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_precisions(cls, weights: Any, means: Any, precisions: Any, covariance_type: str = "diag",
+                        *, dtype: type = np.float64) -> "GMM":
+        precisions = np.asarray(precisions, dtype=np.float64)
+        check_covariance_type(covariance_type)
+        prec_chol = precisions_cholesky_from_precisions(precisions, covariance_type)
+        return cls(weights, means, covariances_from_precisions(precisions, covariance_type),
+                   covariance_type, dtype=dtype, _precisions_cholesky=prec_chol)
+
+    def _validate(self) -> None:
+        if self.means.ndim != 2:
+            raise ValueError(f"means must have shape (n_components, n_features); got {self.means.shape}")
+        n_components, n_features = self.means.shape
+        if self.weights.shape != (n_components,):
+            raise ValueError(f"weights must have shape ({n_components},); got {self.weights.shape}")
+        if not np.all(np.isfinite(self.weights)) or np.any(self.weights < 0):
+            raise ValueError("weights must be finite and non-negative")
+        if not np.isclose(self.weights.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(f"weights must sum to 1; they sum to {self.weights.sum():.8g}")
+        if not np.all(np.isfinite(self.means)):
+            k = int(np.argwhere(~np.isfinite(self.means))[0][0])
+            raise ValueError(f"component {k}'s mean is not finite")
+        expected = covariance_shape(n_components, n_features, self.covariance_type)
+        if self.covariances.shape != expected:
+            raise ValueError(
+                f"{self.covariance_type} covariances must have shape {expected}; "
+                f"got {self.covariances.shape}"
+            )
+
+    def _prepare(self) -> None:
+        """Precompute the E-step's matrices (see the module docstring)."""
+        K, D = self.means.shape
+        cov_type = self.covariance_type
+        U = self.precisions_cholesky
+        self.centre = self.weights @ self.means
+        mc = self.means - self.centre
+        log_det = log_det_precisions_cholesky(U, cov_type, D)
+        with np.errstate(divide="ignore"):
+            const = np.log(self.weights) + log_det - 0.5 * D * _LOG_2PI
+        if cov_type in ("diag", "spherical"):
+            P = U**2 if cov_type == "diag" else np.repeat((U**2)[:, None], D, axis=1)
+            self._proj = np.concatenate([-0.5 * P, mc * P], axis=1).T
+            const = const - 0.5 * np.sum(mc * mc * P, axis=1)
+        elif cov_type == "tied":
+            M = mc @ U  # whitened means
+            self._proj = M.T
+            const = const - 0.5 * np.sum(M * M, axis=1)
+        else:  # full
+            self._rows, self._cols = np.triu_indices(D)
+            Lam = precisions_from_cholesky(U, cov_type)
+            off_diagonal = np.where(self._rows == self._cols, 1.0, 2.0)
+            quad = -0.5 * Lam[:, self._rows, self._cols] * off_diagonal
+            lin = np.einsum("kij,kj->ki", Lam, mc)
+            self._proj = np.concatenate([quad, lin], axis=1).T
+            const = const - 0.5 * np.einsum("ki,ki->k", lin, mc)
+        self._proj = np.ascontiguousarray(self._proj, dtype=self.dtype)
+        self._const = const.astype(self.dtype)
+        self._centre_d = self.centre.astype(self.dtype)
+        if cov_type == "tied":
+            self._whiten = np.ascontiguousarray(U, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def precisions(self) -> np.ndarray:
+        return precisions_from_cholesky(self.precisions_cholesky, self.covariance_type)
+
+    def astype(self, dtype: type) -> "GMM":
+        """The same mixture, computing its E-step in ``dtype``."""
+        return GMM(self.weights, self.means, self.covariances, self.covariance_type, dtype=dtype,
+                   _precisions_cholesky=self.precisions_cholesky)
+
+    def copy(self) -> "GMM":
+        return self.astype(self.dtype)
+
+    # ------------------------------------------------------------------ E-step
+    def _chunk_rows(self) -> int:
+        width = max(self.n_components, self._proj.shape[0])
+        return max(64, _CHUNK_ELEMENTS // width)
+
+    def _design(self, Xc: np.ndarray) -> np.ndarray:
+        """Per-chunk design matrix: the log-densities are ``design @ proj (+ extra) + const``."""
+        if self.covariance_type in ("diag", "spherical"):
+            return np.concatenate([Xc * Xc, Xc], axis=1)
+        if self.covariance_type == "full":
+            return np.concatenate([triu_outer(Xc, self._rows, self._cols), Xc], axis=1)
+        return Xc @ self._whiten  # tied: whitened frames
+
+    def _log_joint_chunk(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        design = self._design(Xc)
+        log_joint = design @ self._proj
+        log_joint += self._const
+        if self.covariance_type == "tied":
+            log_joint -= 0.5 * np.einsum("ij,ij->i", design, design)[:, None]
+        return log_joint, design
+
+    def _chunks(self, X: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+        rows = self._chunk_rows()
+        for start in range(0, X.shape[0], rows):
+            sl = slice(start, min(start + rows, X.shape[0]))
+            yield sl, np.subtract(X[sl], self._centre_d, dtype=self.dtype)
+
+    def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
+        X = check_frames(X, name, self.n_features, dtype=np.float64)
+        return X if self.dtype == np.float64 else X.astype(self.dtype)
+
+    def log_joint(self, X: Any) -> np.ndarray:
+        """``log w_k + log N(x_n | mu_k, Sigma_k)`` for every frame and component, (N, K)."""
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.n_components), dtype=self.dtype)
+        for sl, Xc in self._chunks(X):
+            out[sl] = self._log_joint_chunk(Xc)[0]
+        return out
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-frame log-likelihood ``log p(x_n)``, (N,), float64."""
+        X = self._check_X(X)
+        out = np.empty(X.shape[0], dtype=np.float64)
+        for sl, Xc in self._chunks(X):
+            out[sl] = _log_normalize_inplace(self._log_joint_chunk(Xc)[0])
+        return out
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Responsibilities ``p(k | x_n)``, (N, K)."""
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.n_components), dtype=self.dtype)
+        for sl, Xc in self._chunks(X):
+            log_joint = self._log_joint_chunk(Xc)[0]
+            _log_normalize_inplace(log_joint)
+            out[sl] = log_joint
+        return out
+
+    def e_step(self, X: Any, sample_weight: Any = None, stats: SufficientStats | None = None
+               ) -> tuple[np.ndarray, SufficientStats]:
+        """Per-frame log-likelihoods, and sufficient statistics accumulated into ``stats``.
+
+        Parameters
+        ----------
+        X : array of shape (n_frames, n_features)
+        sample_weight : array of shape (n_frames,), optional
+            Weight of each frame in the statistics (e.g. HMM state occupancies).
+        stats : SufficientStats, optional
+            Accumulator to add to (created when None).
+
+        Returns
+        -------
+        log_prob : array of shape (n_frames,)
+            ``log p(x_n)`` under this mixture (unweighted).
+        stats : SufficientStats
+        """
+        X = self._check_X(X)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        K, D = self.n_components, self.n_features
+        if stats is None:
+            stats = SufficientStats.zeros(K, D, self.covariance_type)
+        elif stats.first.shape != (K, D) or stats.covariance_type != self.covariance_type:
+            raise ValueError(
+                f"stats are for a {stats.covariance_type} mixture of shape {stats.first.shape}, "
+                f"not this {self.covariance_type} mixture of shape {(K, D)}"
+            )
+        log_prob = np.empty(X.shape[0], dtype=np.float64)
+        # Statistics of the centred frames; moved back to raw coordinates once at the end.
+        zeroth = np.zeros(K)
+        first_c = np.zeros((K, D))
+        second_c = np.zeros(stats.second.shape)
+        total_first_c = np.zeros(D)  # tied only
+        for sl, Xc in self._chunks(X):
+            resp, design = self._log_joint_chunk(Xc)
+            log_prob[sl] = _log_normalize_inplace(resp)
+            if w is not None:
+                resp *= w[sl, None].astype(resp.dtype)
+            zeroth += resp.sum(axis=0, dtype=np.float64)
+            if self.covariance_type == "tied":
+                first_c += resp.T @ Xc
+                wX = Xc if w is None else Xc * w[sl, None].astype(Xc.dtype)
+                total_first_c += wX.sum(axis=0, dtype=np.float64)
+                second_c += wX.T @ Xc
+            else:
+                moments = resp.T @ design
+                split = moments.shape[1] - D
+                first_c += moments[:, split:]
+                if self.covariance_type == "full":
+                    second_c[:, self._rows, self._cols] += moments[:, :split]
+                else:
+                    second_c += moments[:, :split]
+        o = self.centre
+        if self.covariance_type == "full":
+            second_c[:, self._cols, self._rows] = second_c[:, self._rows, self._cols]
+            cross = first_c[:, :, None] * o[None, None, :]
+            second = second_c + cross + cross.transpose(0, 2, 1) + zeroth[:, None, None] * np.outer(o, o)
+        elif self.covariance_type == "tied":
+            cross = np.outer(total_first_c, o)
+            second = second_c + cross + cross.T + zeroth.sum() * np.outer(o, o)
+        else:
+            second = second_c + 2.0 * first_c * o + zeroth[:, None] * (o * o)
+        stats.zeroth += zeroth
+        stats.first += first_c + zeroth[:, None] * o
+        stats.second += second
+        if w is None:
+            stats.log_likelihood += float(log_prob.sum())
+            stats.n_frames += X.shape[0]
+        else:
+            stats.log_likelihood += float(np.dot(w, np.where(w > 0, log_prob, 0.0)))
+            stats.n_frames += float(w.sum())
+        return log_prob, stats
+
+    def accumulate(self, X: Any, sample_weight: Any = None,
+                   stats: SufficientStats | None = None) -> SufficientStats:
+        """Sufficient statistics of ``X`` (added to ``stats`` when given)."""
+        return self.e_step(X, sample_weight, stats)[1]
+
+    def log_joint_at(self, X: Any, indices: Any) -> np.ndarray:
+        """``log w_k + log N(x_n | k)`` only for ``k = indices[n, c]``: (N, C).
+
+        The workhorse of top-C scoring: a speaker model is evaluated only on the C
+        components that score best under the UBM for each frame.
+        """
+        X = self._check_X(X)
+        idx = np.asarray(indices)
+        if idx.ndim != 2 or idx.shape[0] != X.shape[0]:
+            raise ValueError(f"indices must have shape ({X.shape[0]}, C); got {idx.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_components):
+            raise ValueError(f"indices must lie in [0, {self.n_components})")
+        if self.covariance_type not in ("diag", "spherical"):
+            return np.take_along_axis(self.log_joint(X), idx, axis=1)
+        D = self.n_features
+        out = np.empty(idx.shape, dtype=self.dtype)
+        quad_w = self._proj[:D].T  # (K, D): -P/2
+        lin_w = self._proj[D:].T  # (K, D): mu*P (centred)
+        rows = max(16, self._chunk_rows() // max(1, idx.shape[1]))
+        for start in range(0, X.shape[0], rows):
+            sl = slice(start, min(start + rows, X.shape[0]))
+            Xc = np.subtract(X[sl], self._centre_d, dtype=self.dtype)
+            k = idx[sl]
+            out[sl] = (
+                np.einsum("ncd,nd->nc", quad_w[k], Xc * Xc)
+                + np.einsum("ncd,nd->nc", lin_w[k], Xc)
+                + self._const[k]
+            )
+        return out
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n_samples: int = 1, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` frames; returns ``(X, component_labels)`` grouped by component."""
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be >= 1; got {n_samples}")
+        rng = as_generator(random_state)
+        counts = rng.multinomial(int(n_samples), self.weights)
+        K, D = self.n_components, self.n_features
+        parts = []
+        for k in range(K):
+            if counts[k] == 0:
+                continue
+            if self.covariance_type == "full":
+                cov = self.covariances[k]
+            elif self.covariance_type == "tied":
+                cov = self.covariances
+            else:
+                std = np.sqrt(self.covariances[k]) * np.ones(D)
+                parts.append(self.means[k] + rng.standard_normal((counts[k], D)) * std)
+                continue
+            parts.append(rng.multivariate_normal(self.means[k], cov, size=counts[k],
+                                                 method="cholesky"))
+        labels = np.repeat(np.arange(K), counts)
+        return np.vstack(parts), labels
+
+    # ------------------------------------------------------------------ persistence
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "covariance_type": np.array(self.covariance_type),
+            "weights": self.weights,
+            "means": self.means,
+            "covariances": self.covariances,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], dtype: type = np.float64) -> "GMM":
+        return cls(arrays["weights"], arrays["means"], arrays["covariances"],
+                   str(arrays["covariance_type"]), dtype=dtype)
+
+    def save(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+        """Save as a plain, versioned model file (see :mod:`speakergmm.io`)."""
+        save_model_file(path, GMM_FORMAT, GMM_VERSION, self.to_arrays(), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dtype: type = np.float64) -> "GMM":
+        arrays, _, _ = load_model_file(
+            path, GMM_FORMAT, (GMM_VERSION,),
+            required=("covariance_type", "weights", "means", "covariances"),
+        )
+        try:
+            return cls.from_arrays(arrays, dtype=dtype)
+        except ValueError as exc:
+            raise type(exc)(f"{path}: invalid GMM: {exc}") from exc
+
+    def fingerprint(self) -> str:
+        """A short hash of the parameters: identifies e.g. the UBM a speaker model came from."""
+        import hashlib
+
+        digest = hashlib.sha256(self.covariance_type.encode())
+        for arr in (self.weights, self.means, self.covariances):
+            digest.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        return digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (f"GMM(n_components={self.n_components}, n_features={self.n_features}, "
+                f"covariance_type={self.covariance_type!r}, dtype={self.dtype.name})")
+
+
+def as_generator(random_state: Any) -> np.random.Generator:
+    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    return np.random.default_rng(random_state)

@@ -1,0 +1,203 @@
+"""Updates that turn sufficient statistics into parameters: ML (the EM M-step) and MAP."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from speakergmm.mixture.model import GMM
+from speakergmm.mixture.stats import SufficientStats
+
+# Added to every component's occupancy before dividing, as scikit-learn does, so that an
+# empty component gives finite (if meaningless) statistics instead of 0/0.
+_OCCUPANCY_EPS = 10 * np.finfo(np.float64).eps
+
+
+class EmptyComponentWarning(UserWarning):
+    """A component received (almost) no frames and kept its previous parameters."""
+
+
+def _floor_full(cov: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Floor a symmetric matrix against a diagonal floor matrix ``diag(floor)``.
+
+    In the floor's whitened space eigenvalues below 1 are raised to 1 (Kaldi's
+    ``SpMatrix::ApplyFloor``): the result is >= the floor in the Loewner order.
+    """
+    scale = np.sqrt(floor)
+    whitened = cov / np.outer(scale, scale)
+    eigval, eigvec = np.linalg.eigh(whitened)
+    if eigval.min() >= 1.0:
+        return cov
+    eigval = np.maximum(eigval, 1.0)
+    return (eigvec * eigval) @ eigvec.T * np.outer(scale, scale)
+
+
+def _variance_floor_vector(variance_floor: Any, n_features: int) -> np.ndarray | None:
+    if variance_floor is None:
+        return None
+    floor = np.broadcast_to(np.asarray(variance_floor, dtype=np.float64), (n_features,)).copy()
+    if not np.all(np.isfinite(floor)) or np.any(floor < 0):
+        raise ValueError("variance_floor must be finite and non-negative")
+    return floor
+
+
+def _apply_floor(covariances: np.ndarray, covariance_type: str, floor: np.ndarray | None) -> np.ndarray:
+    if floor is None or not np.any(floor > 0):
+        return covariances
+    if covariance_type == "diag":
+        return np.maximum(covariances, floor)
+    if covariance_type == "spherical":
+        return np.maximum(covariances, floor.mean())
+    if covariance_type == "tied":
+        return _floor_full(covariances, floor)
+    return np.stack([_floor_full(c, floor) for c in covariances])
+
+
+def _covariances_from_moments(stats: SufficientStats, nk: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """ML covariances (without regularisation) from the statistics and the new means."""
+    cov_type = stats.covariance_type
+    if cov_type == "full":
+        cov = stats.second / nk[:, None, None] - means[:, :, None] * means[:, None, :]
+        return 0.5 * (cov + cov.transpose(0, 2, 1))
+    if cov_type == "tied":
+        cov = (stats.second - (nk[:, None] * means).T @ means) / nk.sum()
+        return 0.5 * (cov + cov.T)
+    var = stats.second / nk[:, None] - means * means
+    return var if cov_type == "diag" else var.mean(axis=1)
+
+
+def _add_reg(cov: np.ndarray, covariance_type: str, reg_covar: float) -> np.ndarray:
+    if covariance_type == "full":
+        cov = cov.copy()
+        idx = np.arange(cov.shape[1])
+        cov[:, idx, idx] += reg_covar
+        return cov
+    if covariance_type == "tied":
+        return cov + reg_covar * np.eye(cov.shape[0])
+    return cov + reg_covar
+
+
+def ml_update(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: Any = None,
+              previous: GMM | None = None, min_occupancy: float = 1e-8,
+              dtype: type | None = None) -> GMM:
+    """Maximum-likelihood parameters from sufficient statistics (the EM M-step).
+
+    Parameters
+    ----------
+    stats : SufficientStats
+    reg_covar : float
+        Added to the diagonal of every covariance (as scikit-learn's ``reg_covar``).
+    variance_floor : float or array of shape (n_features,), optional
+        Floor on variances (HTK/Kaldi style; typically 0.001-0.01 of the data's global
+        variance). Full and tied covariances are floored in the floor's whitened space.
+    previous : GMM, optional
+        The mixture the statistics were computed with. Components whose occupancy is below
+        ``min_occupancy`` keep its parameters (with a warning) instead of collapsing.
+    dtype : numpy dtype, optional
+        E-step precision of the returned GMM (defaults to ``previous``'s, else float64).
+
+    Raises
+    ------
+    CovarianceError
+        If a resulting covariance is not positive definite (names the component).
+    """
+    if reg_covar < 0:
+        raise ValueError(f"reg_covar must be non-negative; got {reg_covar}")
+    if stats.n_frames <= 0 or stats.zeroth.sum() <= 0:
+        raise ValueError("cannot update a mixture from empty statistics (no frames, or all weights zero)")
+    cov_type = stats.covariance_type
+    nk = stats.zeroth + _OCCUPANCY_EPS
+    weights = nk / nk.sum()
+    means = stats.first / nk[:, None]
+    covariances = _add_reg(_covariances_from_moments(stats, nk, means), cov_type, reg_covar)
+    covariances = _apply_floor(covariances, cov_type, _variance_floor_vector(variance_floor, stats.n_features))
+    empty = stats.zeroth < min_occupancy
+    if previous is not None and np.any(empty):
+        warnings.warn(
+            f"{int(empty.sum())} component(s) ({', '.join(map(str, np.flatnonzero(empty)[:10]))}"
+            f"{', ...' if empty.sum() > 10 else ''}) received no frames and keep their previous "
+            "parameters",
+            EmptyComponentWarning, stacklevel=2,
+        )
+        means[empty] = previous.means[empty]
+        if cov_type in ("full", "diag", "spherical"):
+            covariances[empty] = previous.covariances[empty]
+    if dtype is None:
+        dtype = previous.dtype if previous is not None else np.float64
+    return GMM(weights, means, covariances, cov_type, dtype=dtype)
+
+
+def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.0,
+               adapt: str = "m", dtype: type | None = None) -> GMM:
+    """Maximum-a-posteriori adaptation of ``prior`` (e.g. a UBM) to the statistics.
+
+    Reynolds, Quatieri & Dunn (2000): with ``n_k`` the occupancy of component ``k`` and
+    ``alpha_k = n_k / (n_k + r)``,
+
+    - means: ``alpha_k E_k[x] + (1 - alpha_k) mu_k``
+    - weights: ``alpha_k n_k / T + (1 - alpha_k) w_k``, renormalised
+    - variances: ``alpha_k E_k[x x^T] + (1 - alpha_k)(Sigma_k + mu_k mu_k^T) - mu'_k mu'_k^T``
+
+    Components the data never visits keep the prior's parameters exactly.
+
+    Parameters
+    ----------
+    stats : SufficientStats
+        Statistics of the adaptation data computed with ``prior``.
+    prior : GMM
+    relevance_factor : float
+        ``r`` above; larger values trust the prior more.
+    adapt : str
+        Which parameters to adapt: any combination of ``"w"``, ``"m"``, ``"v"``.
+    """
+    if relevance_factor < 0:
+        raise ValueError(f"relevance_factor must be non-negative; got {relevance_factor}")
+    if not adapt or set(adapt) - set("wmv"):
+        raise ValueError(f"adapt must be a non-empty combination of 'w', 'm', 'v'; got {adapt!r}")
+    if stats.first.shape != prior.means.shape or stats.covariance_type != prior.covariance_type:
+        raise ValueError(
+            f"statistics of a {stats.covariance_type} mixture {stats.first.shape} do not match the "
+            f"{prior.covariance_type} prior {prior.means.shape}"
+        )
+    cov_type = prior.covariance_type
+    nk = stats.zeroth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(nk > 0, nk / (nk + relevance_factor), 0.0)
+        safe_nk = np.where(nk > 0, nk, 1.0)
+    ex = stats.first / safe_nk[:, None]
+    means = prior.means
+    if "m" in adapt:
+        means = alpha[:, None] * ex + (1.0 - alpha[:, None]) * prior.means
+    weights = prior.weights
+    if "w" in adapt:
+        total = nk.sum()
+        if total > 0:
+            weights = alpha * nk / total + (1.0 - alpha) * prior.weights
+            weights = weights / weights.sum()
+    covariances = prior.covariances
+    if "v" in adapt:
+        mu0 = prior.means
+        if cov_type == "diag":
+            ex2 = stats.second / safe_nk[:, None]
+            covariances = (alpha[:, None] * ex2
+                           + (1 - alpha[:, None]) * (prior.covariances + mu0**2) - means**2)
+        elif cov_type == "spherical":
+            ex2 = (stats.second / safe_nk[:, None]).mean(axis=1)
+            prior_second = prior.covariances + (mu0**2).mean(axis=1)
+            covariances = alpha * ex2 + (1 - alpha) * prior_second - (means**2).mean(axis=1)
+        elif cov_type == "full":
+            ex2 = stats.second / safe_nk[:, None, None]
+            outer0 = mu0[:, :, None] * mu0[:, None, :]
+            outer1 = means[:, :, None] * means[:, None, :]
+            a = alpha[:, None, None]
+            covariances = a * ex2 + (1 - a) * (prior.covariances + outer0) - outer1
+            covariances = 0.5 * (covariances + covariances.transpose(0, 2, 1))
+        else:  # tied: one shared covariance, adapted with the total occupancy
+            total = nk.sum()
+            a = total / (total + relevance_factor)
+            ml = (stats.second - (nk[:, None] * means).T @ means) / max(total, 1e-300)
+            covariances = a * 0.5 * (ml + ml.T) + (1 - a) * prior.covariances
+    return GMM(weights, means, covariances, cov_type,
+               dtype=prior.dtype if dtype is None else dtype)
