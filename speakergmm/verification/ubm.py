@@ -86,9 +86,9 @@ class UBMConfig:
         with ``s`` chosen so that about this many frames per component remain, as Kaldi's
         UBM initialisation subsamples: a 2-component mixture does not need the whole
         corpus to place its means. The final size always uses every frame. 0 (the
-        default) disables subsampling: the result then does not depend on ``jobs``, and on
-        FSDD it was as good or better in 4 of 5 comparisons (docs/verification.md); turn
-        it on (e.g. 2000) to save time on large corpora.
+        default) disables subsampling, so that the model does not depend on ``jobs``; on
+        FSDD neither choice was clearly more accurate (docs/verification.md). Turn it on
+        (e.g. 2000) to save time on large corpora.
     """
 
     n_components: int = 64
