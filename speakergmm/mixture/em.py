@@ -71,7 +71,8 @@ class EMResult:
 def run_em(gmm: GMM, source: ChunkSource, max_iter: int = 100, tol: float = 1e-3,
            reg_covar: float = 1e-6, variance_floor: Any = None,
            callback: Callable[[int, float, GMM], None] | None = None,
-           stats_fn: Callable[[GMM], SufficientStats] | None = None) -> EMResult:
+           stats_fn: Callable[[GMM], SufficientStats] | None = None,
+           initial_lower_bound: float = -np.inf) -> EMResult:
     """Run EM from ``gmm`` until the mean log-likelihood changes by less than ``tol``.
 
     Iteration ``i`` computes the statistics under the current parameters (whose mean
@@ -79,8 +80,10 @@ def run_em(gmm: GMM, source: ChunkSource, max_iter: int = 100, tol: float = 1e-3
     this is scikit-learn's convention, so ``n_iter`` and ``lower_bound`` compare directly.
 
     ``stats_fn`` replaces the E-step pass (e.g. with a parallel accumulation over a corpus).
+    ``initial_lower_bound`` is the bound the starting parameters were reached with (a warm
+    start continues from it, so an already converged model stops after one iteration).
     """
-    lower_bound = -np.inf
+    lower_bound = initial_lower_bound
     history: list[float] = []
     converged = False
     n_iter = 0
@@ -117,16 +120,20 @@ def one_component_stats(source: ChunkSource, n_features: int, covariance_type: s
 def split_components(gmm: GMM, n_components: int, perturbation: float = 0.2) -> GMM:
     """Split the heaviest components until the mixture has ``n_components``.
 
-    Each split replaces a component by two with half its weight, its covariance and means
-    moved by ``+-perturbation`` standard deviations along every dimension (HTK's HHEd
-    ``MU`` mixing-up). Called with twice the current size, this is one binary split.
+    Each split replaces a component by two with half its weight and its covariance, the
+    means moved by ``+-perturbation`` standard deviations: along the component's principal
+    axis for full covariances (where the component is widest, so a cluster pair is
+    separated whatever its orientation), and along every dimension otherwise (HTK's HHEd
+    ``MU`` mixing-up): diagonal and spherical components know no correlations, and a tied
+    covariance's one principal axis would split every component the same way. Called with
+    twice the current size, this is one binary split.
     """
     if n_components < gmm.n_components:
         raise ValueError(f"cannot split {gmm.n_components} components into {n_components}")
     weights, means = list(gmm.weights), list(gmm.means)
     covs = list(gmm.covariances) if gmm.covariance_type != "tied" else None
-    std_of = _component_std(gmm)
-    stds = [std_of[k] for k in range(gmm.n_components)]
+    directions = _split_directions(gmm)
+    stds = [directions[k] for k in range(gmm.n_components)]
     while len(weights) < n_components:
         # The heaviest of the components not yet split in this round goes first.
         k = int(np.argmax(weights))
@@ -143,11 +150,14 @@ def split_components(gmm: GMM, n_components: int, perturbation: float = 0.2) -> 
     return GMM(np.array(weights), np.array(means), covariances, gmm.covariance_type, dtype=gmm.dtype)
 
 
-def _component_std(gmm: GMM) -> np.ndarray:
+def _split_directions(gmm: GMM) -> np.ndarray:
+    """Per component, the offset of one standard deviation along which it is split (K, D)."""
     D = gmm.n_features
     if gmm.covariance_type == "full":
-        return np.sqrt(np.diagonal(gmm.covariances, axis1=1, axis2=2))
+        eigval, eigvec = np.linalg.eigh(gmm.covariances)
+        return eigvec[:, :, -1] * np.sqrt(np.maximum(eigval[:, -1:], 0.0))
     if gmm.covariance_type == "tied":
+        # One shared principal axis would split every component the same way: use all dims.
         return np.tile(np.sqrt(np.diag(gmm.covariances)), (gmm.n_components, 1))
     if gmm.covariance_type == "spherical":
         return np.repeat(np.sqrt(gmm.covariances)[:, None], D, axis=1)

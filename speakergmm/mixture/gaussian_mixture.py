@@ -307,7 +307,8 @@ class GaussianMixture:
                 history: list[float] = []
             else:
                 result = run_em(gmm, source, self.max_iter, self.tol, self.reg_covar,
-                                self.variance_floor, callback=report)
+                                self.variance_floor, callback=report,
+                                initial_lower_bound=-np.inf if do_init else self.lower_bound_)
                 result_gmm, converged, n_iter = result.gmm, result.converged, result.n_iter
                 bound, history = result.lower_bound, result.history
             if self.verbose:

@@ -139,6 +139,8 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
     - means: ``alpha_k E_k[x] + (1 - alpha_k) mu_k``
     - weights: ``alpha_k n_k / T + (1 - alpha_k) w_k``, renormalised
     - variances: ``alpha_k E_k[x x^T] + (1 - alpha_k)(Sigma_k + mu_k mu_k^T) - mu'_k mu'_k^T``
+      (tied: ``a S_ML + (1 - a) Sigma`` with ``a = T / (T + r)`` over all ``T`` frames and
+      ``S_ML`` the within-component scatter around the components' data means)
 
     Components the data never visits keep the prior's parameters exactly.
 
@@ -178,26 +180,38 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
             weights = weights / weights.sum()
     covariances = prior.covariances
     if "v" in adapt:
+        # alpha E[xx'] + (1 - alpha)(S + m0 m0') - m m', rewritten as
+        # (1 - alpha) S + alpha Var[x] + alpha d d' - e e' with d = E[x] - m0, e = m - m0:
+        # equal in exact arithmetic, but an unvisited component (alpha = 0) keeps its prior
+        # covariance exactly and no large squares of means are subtracted.
         mu0 = prior.means
-        if cov_type == "diag":
+        d = ex - mu0
+        e = means - mu0
+        if cov_type in ("diag", "spherical"):
             ex2 = stats.second / safe_nk[:, None]
-            covariances = (alpha[:, None] * ex2
-                           + (1 - alpha[:, None]) * (prior.covariances + mu0**2) - means**2)
-        elif cov_type == "spherical":
-            ex2 = (stats.second / safe_nk[:, None]).mean(axis=1)
-            prior_second = prior.covariances + (mu0**2).mean(axis=1)
-            covariances = alpha * ex2 + (1 - alpha) * prior_second - (means**2).mean(axis=1)
+            var_x = ex2 - ex * ex
+            new = alpha[:, None] * (var_x + d * d) - e * e
+            if cov_type == "spherical":
+                new = new.mean(axis=1)
+                covariances = (1 - alpha) * prior.covariances + new
+            else:
+                covariances = (1 - alpha[:, None]) * prior.covariances + new
         elif cov_type == "full":
             ex2 = stats.second / safe_nk[:, None, None]
-            outer0 = mu0[:, :, None] * mu0[:, None, :]
-            outer1 = means[:, :, None] * means[:, None, :]
+            var_x = ex2 - ex[:, :, None] * ex[:, None, :]
             a = alpha[:, None, None]
-            covariances = a * ex2 + (1 - a) * (prior.covariances + outer0) - outer1
+            covariances = ((1 - a) * prior.covariances + a * (var_x + d[:, :, None] * d[:, None, :])
+                           - e[:, :, None] * e[:, None, :])
             covariances = 0.5 * (covariances + covariances.transpose(0, 2, 1))
-        else:  # tied: one shared covariance, adapted with the total occupancy
+        else:
+            # tied: one shared covariance, interpolated between the prior and the ML
+            # within-component scatter (around each component's data mean) with the total
+            # occupancy's alpha.
             total = nk.sum()
             a = total / (total + relevance_factor)
-            ml = (stats.second - (nk[:, None] * means).T @ means) / max(total, 1e-300)
+            visited = nk > 0
+            within = stats.second - (stats.first[visited].T / nk[visited]) @ stats.first[visited]
+            ml = within / max(total, 1e-300)
             covariances = a * 0.5 * (ml + ml.T) + (1 - a) * prior.covariances
     return GMM(weights, means, covariances, cov_type,
                dtype=prior.dtype if dtype is None else dtype)
