@@ -266,8 +266,7 @@ class GMM:
             yield sl, np.subtract(X[sl], self._centre_d, dtype=self.dtype)
 
     def _check_X(self, X: Any, name: str = "X") -> np.ndarray:
-        X = check_frames(X, name, self.n_features, dtype=np.float64)
-        return X if self.dtype == np.float64 else X.astype(self.dtype)
+        return check_frames(X, name, self.n_features, dtype=self.dtype)
 
     def log_joint(self, X: Any) -> np.ndarray:
         """``log w_k + log N(x_n | mu_k, Sigma_k)`` for every frame and component, (N, K)."""
