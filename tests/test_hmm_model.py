@@ -246,3 +246,26 @@ def test_load_refuses_bad_files(tmp_path):
                     {k: v for k, v in arrays.items() if not k.startswith("state2.")}, meta)
     with pytest.raises(ModelFileError, match="corrupt"):
         GMMHMM.load(missing_state)
+
+
+@pytest.mark.parametrize("cov", ["diag", "full", "spherical"])
+def test_batched_statistics_equal_per_state_e_steps(sampled, cov):
+    """The stacked path (one stats_from_responsibilities call for all states) accumulates
+    exactly what each state's own gmm.e_step(X, sample_weight=gamma_s) does."""
+    from speakergmm.hmm.model import check_sequences
+
+    _, seqs = sampled
+    model = GMMHMM(n_states=3, n_components=2, covariance_type=cov, n_iter=2,
+                   occupancy_threshold=0.0).fit(seqs[:20])
+    X, offsets = check_sequences(seqs[:20])
+    emit, joint = model._emissions(X, keep_joint=True)
+    assert joint is not None
+    gamma, _, _ = model._forward_backward(X, offsets, emit)
+    batched = model._stacked_statistics(X, joint, emit, gamma)
+    reference = model._per_state_statistics(X, gamma)
+    for a, b in zip(batched, reference):
+        np.testing.assert_allclose(a.zeroth, b.zeroth, rtol=1e-10)
+        np.testing.assert_allclose(a.first, b.first, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(a.second, b.second, rtol=1e-9, atol=1e-9)
+        assert a.n_frames == pytest.approx(b.n_frames)
+        assert a.log_likelihood == pytest.approx(b.log_likelihood)

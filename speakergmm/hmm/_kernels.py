@@ -246,3 +246,26 @@ def segment_logsumexp(log_joint, n_groups, group_size):
                 acc += np.exp(log_joint[r, base + k] - m)
             out[r, g] = m + np.log(acc)
     return out
+
+
+@njit(cache=True)
+def occupancy_weighted_responsibilities(log_joint, log_emit, gamma, group_size):
+    """In place: ``log_joint[t, s*K+k]`` -> ``gamma[t, s] * p(k | x_t, s)``.
+
+    ``p(k | x_t, s) = exp(log_joint[t, s*K+k] - log_emit[t, s])``: the per-state component
+    posteriors, scaled by the state occupancy. Frames a state does not occupy (gamma 0)
+    get exactly 0 without evaluating the exponential.
+    """
+    n_rows, n_states = gamma.shape
+    for t in range(n_rows):
+        for s in range(n_states):
+            g = gamma[t, s]
+            base = s * group_size
+            if g == 0.0:
+                for k in range(group_size):
+                    log_joint[t, base + k] = 0.0
+            else:
+                e = log_emit[t, s]
+                for k in range(group_size):
+                    log_joint[t, base + k] = g * np.exp(log_joint[t, base + k] - e)
+    return log_joint

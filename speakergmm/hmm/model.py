@@ -35,7 +35,8 @@ from threadpoolctl import threadpool_limits
 from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture import GMM, GaussianMixture, ml_update
+from speakergmm.mixture import (GMM, GaussianMixture, SufficientStats, ml_update,
+                                stats_from_responsibilities)
 from speakergmm.mixture.em import split_components
 
 __all__ = ["GMMHMM", "check_sequences", "NoPathError"]
@@ -50,6 +51,10 @@ VITERBI_TRANSITION_FLOOR = 1e-3
 #: of frames by a few hundred columns); with 2 OpenBLAS threads on a 2-core machine a
 #: word model trained 5x *slower* than with one (docs/hmm.md). Parallelise across models.
 BLAS_THREADS = 1
+
+#: Keep the per-component log joints of all frames for the M-step's statistics while they
+#: take at most this many elements (128 MiB); beyond it each state runs its own E-step.
+_JOINT_ELEMENTS = 1 << 24
 
 
 class NoPathError(ValueError):
@@ -277,14 +282,20 @@ class GMMHMM:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"frames must have shape (N, {self.n_features}), got {X.shape}")
+        return self._emissions(X)[0]
+
+    def _emissions(self, X: np.ndarray, keep_joint: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Emission log-likelihoods (N, S) and, with ``keep_joint`` on the stacked path, the
+        per-component log joints ``log w_sk + log N(x_t | s, k)`` (N, S*K) they came from
+        (None when they would take more than ``_JOINT_ELEMENTS`` or the states cannot be
+        stacked)."""
         n_states = len(self.states_)
-        if self._stacked is not None:
-            joint = self._stacked.log_joint(X)
-            out = K.segment_logsumexp(np.ascontiguousarray(joint), n_states,
-                                      self.states_[0].n_components)
-            out += np.log(n_states)
-            return out
-        return np.column_stack([g.score_samples(X) for g in self.states_])
+        if self._stacked is None:
+            return np.column_stack([g.score_samples(X) for g in self.states_]), None
+        joint = np.ascontiguousarray(self._stacked.log_joint(X), dtype=np.float64)
+        joint += np.log(n_states)  # undo the 1/S that made the stacked weights sum to one
+        emit = K.segment_logsumexp(joint, n_states, self.states_[0].n_components)
+        return emit, (joint if keep_joint and joint.size <= _JOINT_ELEMENTS else None)
 
     # ================================================================== inference
     def score_sequences(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
@@ -532,8 +543,9 @@ class GMMHMM:
         gm.fit(frames)
         return gm.gmm_
 
-    def _forward_backward(self, X: np.ndarray, offsets: np.ndarray):
-        emit = self.log_emissions(X)
+    def _forward_backward(self, X: np.ndarray, offsets: np.ndarray, emit: np.ndarray | None = None):
+        if emit is None:
+            emit = self.log_emissions(X)
         e = self._edges
         return K.forward_backward(self._log_start, self._log_final, e[0], e[1], e[2],
                                   e[4], e[5], e[6], emit, offsets)
@@ -545,7 +557,8 @@ class GMMHMM:
 
     def _baum_welch_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
         """One E-step and M-step; returns the total log-likelihood under the old parameters."""
-        gamma, xi, loglik = self._forward_backward(X, offsets)
+        emit, joint = self._emissions(X, keep_joint=True)
+        gamma, xi, loglik = self._forward_backward(X, offsets, emit)
         if np.any(loglik == -np.inf):
             bad = int(np.flatnonzero(loglik == -np.inf)[0])
             raise NoPathError(f"sequence {bad}: no state path explains it (likelihood 0)")
@@ -554,18 +567,52 @@ class GMMHMM:
         trans_counts = np.zeros((n_states, n_states))
         src = np.repeat(np.arange(n_states), np.diff(self._edges[4]))
         trans_counts[src, self._edges[5]] = xi.sum(axis=0)
+        if joint is not None:
+            all_stats = self._stacked_statistics(X, joint, emit, gamma)
+        else:
+            all_stats = self._per_state_statistics(X, gamma)
         new_states = []
-        for s, gmm in enumerate(self.states_):
-            weight = gamma[:, s]
-            used = weight > self.occupancy_threshold
-            if not used.any():  # a state no path visits keeps its mixture
+        for gmm, stats in zip(self.states_, all_stats):
+            if stats is None:  # a state no path visits keeps its mixture
                 new_states.append(gmm)
                 continue
-            _, stats = gmm.e_step(X[used], sample_weight=weight[used])
             new_states.append(ml_update(stats, reg_covar=self.reg_covar,
                                         variance_floor=self.variance_floor, previous=gmm))
         self._m_step_transitions(new_states, start_counts, trans_counts)
         return float(loglik.sum())
+
+    def _per_state_statistics(self, X: np.ndarray, gamma: np.ndarray) -> list[SufficientStats | None]:
+        """Each state's mixture accumulates the frames weighted by its occupancy (its E-step)."""
+        out: list[SufficientStats | None] = []
+        for s, gmm in enumerate(self.states_):
+            weight = gamma[:, s]
+            used = weight > self.occupancy_threshold
+            out.append(gmm.e_step(X[used], sample_weight=weight[used])[1] if used.any() else None)
+        return out
+
+    def _stacked_statistics(self, X: np.ndarray, joint: np.ndarray, emit: np.ndarray,
+                            gamma: np.ndarray) -> list[SufficientStats | None]:
+        """The same statistics as :meth:`_per_state_statistics`, for all states at once.
+
+        The emissions already needed every component's log joint; turned into
+        ``gamma_s(t) p(k | x_t, s)`` in place, one call of the core's
+        ``stats_from_responsibilities`` accumulates every component of every state
+        (two matrix products for diagonal covariances) instead of S separate E-steps.
+        """
+        n_states, n_comp = gamma.shape[1], self.states_[0].n_components
+        resp = K.occupancy_weighted_responsibilities(joint, emit, gamma, n_comp)
+        stacked = stats_from_responsibilities(X, resp, None, self.covariance_type)
+        out: list[SufficientStats | None] = []
+        for s in range(n_states):
+            occupancy = float(gamma[:, s].sum())
+            if occupancy <= 0.0:
+                out.append(None)
+                continue
+            part = slice(s * n_comp, (s + 1) * n_comp)
+            out.append(SufficientStats(self.covariance_type, stacked.zeroth[part], stacked.first[part],
+                                       stacked.second[part],
+                                       float(np.dot(gamma[:, s], emit[:, s])), occupancy))
+        return out
 
     def _viterbi_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
         """One round of Viterbi training; returns the total best-path log-probability."""
