@@ -182,11 +182,10 @@ def test_not_converging_warns_and_reports_max_iter(blobs):
     assert ConvergenceWarning is CoreConvergenceWarning
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: a warm-started fit compares its first lower bound with -inf instead of the "
-    "previous lower_bound_ (scikit-learn does), so it never converges in 1 iteration"))
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_warm_start_convergence_matches_sklearn(blobs, covariance_type):
+    """A warm start compares its first bound with the previous lower_bound_ (not -inf), so
+    refitting a converged model stops after one iteration, as in scikit-learn."""
     reference, ours = _fit_pair(blobs, covariance_type, max_iter=200, tol=1e-3,
                                 warm_start=True)
     with warnings.catch_warnings():
@@ -194,7 +193,8 @@ def test_warm_start_convergence_matches_sklearn(blobs, covariance_type):
         reference.fit(blobs)
         ours.fit(blobs)
     assert reference.n_iter_ == 1 and reference.converged_
-    assert ours.n_iter_ == reference.n_iter_
+    assert ours.n_iter_ == reference.n_iter_ and ours.converged_
+    np.testing.assert_allclose(ours.lower_bound_, reference.lower_bound_, rtol=1e-9)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
