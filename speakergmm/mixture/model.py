@@ -113,6 +113,64 @@ def _log_normalize_inplace(log_joint: np.ndarray) -> np.ndarray:
     return log_norm
 
 
+_THREAD_POOL: tuple[int, Any] | None = None  # (creator pid, executor)
+_BLAS_CONTROLLER: Any = None
+
+
+def _blas_controller() -> Any:
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController().select(user_api="blas")
+    return _BLAS_CONTROLLER
+
+
+def estep_threads() -> int:
+    """Threads the E-step may use: as many as BLAS may use right now.
+
+    Large E-steps run chunks in parallel Python threads (numpy releases the GIL), each with
+    single-threaded BLAS: on small matrix products that beat multi-threaded BLAS, whose
+    synchronisation stalled when the cores were busy (8x slower here). A caller that pins
+    BLAS to one thread (threadpoolctl; speakergmm's process-pool workers do) thereby also
+    keeps the E-step on one thread.
+    """
+    try:
+        counts = [lib.get_num_threads() for lib in _blas_controller().lib_controllers]
+    except Exception:  # no introspectable BLAS: stay serial
+        return 1
+    return max(1, min(counts)) if counts else 1
+
+
+def _executor(n_threads: int) -> Any:
+    global _THREAD_POOL
+    from concurrent.futures import ThreadPoolExecutor
+
+    # A forked child inherits the executor object but not its threads: make a new one.
+    if _THREAD_POOL is None or _THREAD_POOL[0] != os.getpid() or _THREAD_POOL[1]._max_workers != n_threads:
+        _THREAD_POOL = (os.getpid(), ThreadPoolExecutor(n_threads, thread_name_prefix="speakergmm-estep"))
+    return _THREAD_POOL[1]
+
+
+def _map_chunks(func: Any, chunks: Iterator[tuple[slice, np.ndarray]], w: np.ndarray | None,
+                log_prob: np.ndarray, n_rows: int, chunk_rows: int) -> Iterator[tuple]:
+    """Apply ``func(slice, Xc, w, log_prob)`` to every chunk, in threads when worthwhile."""
+    n_threads = estep_threads() if n_rows >= 2 * chunk_rows else 1
+    if n_threads <= 1:
+        for sl, Xc in chunks:
+            yield func(sl, Xc, w, log_prob)
+        return
+    pool = _executor(n_threads)
+    with _blas_controller().limit(limits=1):
+        pending: list = []
+        for sl, Xc in chunks:
+            pending.append(pool.submit(func, sl, Xc, w, log_prob))
+            if len(pending) >= 2 * n_threads:  # bound memory: a few chunks in flight
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
 class GMM:
     """Parameters of a Gaussian mixture, with the E-step.
 
@@ -294,6 +352,35 @@ class GMM:
             out[sl] = log_joint
         return out
 
+    def _e_step_chunk(self, sl: slice, Xc: np.ndarray, w: np.ndarray | None, log_prob: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """E-step of one chunk of centred frames: writes ``log_prob[sl]`` and returns the
+        chunk's centred (zeroth, first, second[, tied total first]) statistics."""
+        D = self.n_features
+        resp, design = self._log_joint_chunk(Xc)
+        log_prob[sl], row_sum = _exp_normalize_inplace(resp)
+        # Responsibilities are resp / row_sum; the division (and the frame weights) are
+        # applied to the narrow design matrix rather than to the wide resp.
+        with np.errstate(divide="ignore"):
+            scale = np.where(row_sum > 0, 1.0 / row_sum, 0.0)
+        w_chunk = None if w is None else w[sl]
+        if w_chunk is not None:
+            scale *= w_chunk
+        total_first = None
+        if self.covariance_type == "tied":
+            design = np.concatenate([Xc, np.ones((Xc.shape[0], 1), dtype=Xc.dtype)], axis=1)
+            wX = Xc if w_chunk is None else Xc * w_chunk[:, None].astype(Xc.dtype)
+            total_first = wX.sum(axis=0, dtype=np.float64)
+            second = wX.T @ Xc
+        # (design.T @ resp).T, not resp.T @ design: OpenBLAS ran the latter shape 4x
+        # slower (13 vs 53 GFLOP/s for 4096x256 by 4096x79 on this machine).
+        moments = ((design * scale.astype(design.dtype)[:, None]).T @ resp).T
+        zeroth = moments[:, -1]
+        if self.covariance_type == "tied":
+            return zeroth, moments[:, :D], second, total_first
+        split = moments.shape[1] - D - 1
+        return zeroth, moments[:, split:-1], moments[:, :split], None
+
     def e_step(self, X: Any, sample_weight: Any = None, stats: SufficientStats | None = None
                ) -> tuple[np.ndarray, SufficientStats]:
         """Per-frame log-likelihoods, and sufficient statistics accumulated into ``stats``.
@@ -328,33 +415,16 @@ class GMM:
         first_c = np.zeros((K, D))
         second_c = np.zeros(stats.second.shape)
         total_first_c = np.zeros(D)  # tied only
-        for sl, Xc in self._chunks(X):
-            resp, design = self._log_joint_chunk(Xc)
-            log_prob[sl], row_sum = _exp_normalize_inplace(resp)
-            # Responsibilities are resp / row_sum; the division (and the frame weights) are
-            # applied to the narrow design matrix rather than to the wide resp.
-            with np.errstate(divide="ignore"):
-                scale = np.where(row_sum > 0, 1.0 / row_sum, 0.0)
-            if w is not None:
-                scale *= w[sl]
-            if self.covariance_type == "tied":
-                design = np.concatenate([Xc, np.ones((Xc.shape[0], 1), dtype=Xc.dtype)], axis=1)
-                wX = Xc if w is None else Xc * w[sl, None].astype(Xc.dtype)
-                total_first_c += wX.sum(axis=0, dtype=np.float64)
-                second_c += wX.T @ Xc
-            # (design.T @ resp).T, not resp.T @ design: OpenBLAS ran the latter shape 4x
-            # slower (13 vs 53 GFLOP/s for 4096x256 by 4096x79 on this machine).
-            moments = ((design * scale.astype(design.dtype)[:, None]).T @ resp).T
-            zeroth += moments[:, -1]
-            if self.covariance_type == "tied":
-                first_c += moments[:, :D]
-                continue
-            split = moments.shape[1] - D - 1
-            first_c += moments[:, split:-1]
+        for part in _map_chunks(self._e_step_chunk, self._chunks(X), w, log_prob, X.shape[0],
+                                self._chunk_rows()):
+            zeroth += part[0]
+            first_c += part[1]
             if self.covariance_type == "full":
-                second_c[:, self._rows, self._cols] += moments[:, :split]
+                second_c[:, self._rows, self._cols] += part[2]
             else:
-                second_c += moments[:, :split]
+                second_c += part[2]
+            if part[3] is not None:
+                total_first_c += part[3]
         o = self.centre
         if self.covariance_type == "full":
             second_c[:, self._cols, self._rows] = second_c[:, self._rows, self._cols]
