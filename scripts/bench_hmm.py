@@ -13,7 +13,8 @@ Differences that are part of each library's design and are kept:
   splitting (HTK mixing-up) -- the iterations at the smaller sizes are counted in the
   total; hmmlearn initialises the means by k-means on all frames of the word;
 - end state: speakergmm's word models must end in their last state (as HTK's); hmmlearn's
-  may end anywhere;
+  may end anywhere, and a model whose last state goes unvisited ends with NaN parameters
+  (its words then count as never recognised; listed in ``words_with_nan_parameters``);
 - covariance regularisation: speakergmm adds ``reg_covar`` to the variances in every
   M-step; hmmlearn's GMMHMM ignores ``min_covar`` in its M-step (issue 365), so the
   comparable knob is its ``covars_weight`` prior (``--hmmlearn-covars-weight``).
