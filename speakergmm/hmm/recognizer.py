@@ -15,7 +15,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.model import FORMAT as HMM_FORMAT
 from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, NoPathError, check_sequences
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
