@@ -146,7 +146,7 @@ def load_model_file(
         raise ModelFileError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):
         # np.load would try to unpickle it and suggest allow_pickle: never the right advice.
-        raise ModelFileError(f"{path}: corrupt or not a speakergmm model file (not an .npz archive)")
+        raise ModelFileError(f"{path}: corrupt or unreadable model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if _META_KEY not in archive.files:
