@@ -12,6 +12,10 @@ Compared, in the same run, over every FSDD file (3000 by default):
   features to disk (the peer writes nothing).
 * ``ours_cached``: the rerun that finds everything in the cache.
 
+For each of ours the CPU seconds (parent and workers) are reported too, with the cores
+the run had on average (CPU / wall): on a shared machine a two-job run that got
+``cores_used`` well below 2 was starved by other work, not slowed by its own overheads.
+
 Each timing is the best of ``--repeat`` interleaved rounds (the machine may be shared);
 start-up costs that both pay once per process (importing librosa, its numba kernels) are
 done before timing. Prints ONE JSON line on stdout, a readable table on stderr.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -44,6 +49,12 @@ def peer_features(path: str) -> np.ndarray:
                                 hop_length=80, n_mels=23)
     feats = np.vstack([mfcc, librosa.feature.delta(mfcc), librosa.feature.delta(mfcc, order=2)])
     return (feats - feats.mean(axis=1, keepdims=True)).T
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished children (pool workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             Path(p).read_bytes()
 
         timings: dict[str, list[float]] = {"peer": []}
+        cpu: dict[str, list[float]] = {}
         for jobs in args.jobs:
             timings[f"ours_jobs{jobs}"] = []
+            cpu[f"ours_jobs{jobs}"] = []
+        load_start = os.getloadavg()[0]
         timings["ours_cached"] = []
         audio_seconds = n_frames = None
         for round_ in range(args.repeat):
@@ -95,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             for jobs in args.jobs:
                 out = work / f"feats_j{jobs}"
                 shutil.rmtree(out, ignore_errors=True)
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), _cpu_seconds()
                 report = extract_data_dir(work / "data", out, config, jobs=jobs, progress=False)
                 timings[f"ours_jobs{jobs}"].append(time.perf_counter() - start)
+                cpu[f"ours_jobs{jobs}"].append(_cpu_seconds() - cpu_start)
                 if report.skipped:
                     print(report.summary(), file=sys.stderr)
                 audio_seconds, n_frames = report.audio_seconds, report.n_frames
@@ -112,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     best = {k: min(v) for k, v in timings.items()}
+    best_round = {k: int(np.argmin(v)) for k, v in timings.items()}
     result: dict[str, object] = {
         "benchmark": "features",
         "n_files": len(paths),
@@ -119,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_frames": n_frames,
         "repeat": args.repeat,
         "cpu_count": os.cpu_count(),
+        "load_avg_start": round(load_start, 2),
+        "load_avg_end": round(os.getloadavg()[0], 2),
         "peer_s": round(best["peer"], 3),
         "peer_rtf": round(best["peer"] / audio_seconds, 5),
     }
@@ -127,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         result[f"{key}_s"] = round(best[key], 3)
         result[f"{key}_rtf"] = round(best[key] / audio_seconds, 5)
         result[f"speedup_vs_peer_jobs{jobs}"] = round(best["peer"] / best[key], 2)
+        # CPU seconds (parent + workers) of the best round, and how many cores it had on
+        # average: below `jobs` means the machine did not give the run all its cores.
+        cpu_s = cpu[key][best_round[key]]
+        result[f"{key}_cpu_s"] = round(cpu_s, 3)
+        result[f"{key}_cores_used"] = round(cpu_s / best[key], 2)
     if 1 in args.jobs:
         for jobs in args.jobs:
             if jobs != 1:

@@ -282,9 +282,27 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         If ``out_dir`` cannot be used (e.g. it is a file).
     """
     start = time.perf_counter()
-    data = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
     config = config if config is not None else FeatureConfig()
     jobs = effective_jobs(jobs)
+    get_extractor(config)  # built before any fork, so that workers inherit it
+    pool = None
+    if jobs > 1:
+        # Start the workers now: they initialise while this process reads the data
+        # directory and checks the cache (a small but serial part of the run).
+        pool = worker_pool(jobs)
+        pool.submit(int)
+    try:
+        return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
+                                 chunk_size, start)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
+                      progress: bool | None, force: bool, chunk_size: int | None,
+                      start: float) -> BatchReport:
+    data = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FeatureStoreError(f"{out}: exists and is not a directory")
@@ -331,16 +349,14 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     if todo:
         size = chunk_size or max(1, min(32, math.ceil(len(todo) / (jobs * 16))))
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-        n_workers = min(jobs, len(chunks))
         by_utt = {item[0]: item for item in todo}
         config_dict = config.to_dict()
-        get_extractor(config)  # built once here; forked workers inherit it
         run_id = uuid.uuid4().hex[:12]  # new shards never overwrite ones still in use
         tasks = [(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy", [(u, p) for u, p, _ in chunk])
                  for i, chunk in enumerate(chunks)]
         with open(out / _JOURNAL, "a", encoding="utf-8") as journal:
             pending: dict[str, dict[str, Any]] = {}
-            results = _run_tasks(tasks, n_workers)
+            results = _run_tasks(tasks, pool if len(tasks) > 1 else None)
             for shard, (utt, row, n_frames, seconds, reason), last in _progress(results, len(todo), progress):
                 _, path, st = by_utt[utt]
                 if reason is not None:
@@ -382,26 +398,25 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     return report
 
 
-def _run_tasks(tasks: list, n_workers: int) -> Iterator[tuple[str, tuple, bool]]:
-    """``(shard, per-utterance result, last of its shard?)`` of all tasks, in-process or from
-    pinned worker processes (chunks arrive in completion order)."""
+def _run_tasks(tasks: list, pool: Any) -> Iterator[tuple[str, tuple, bool]]:
+    """``(shard, per-utterance result, last of its shard?)`` of all tasks, in-process
+    (``pool=None``) or from the pool's pinned workers (chunks arrive in completion order)."""
     def per_utterance(shard: str, results: list[tuple]) -> Iterator[tuple[str, tuple, bool]]:
         for i, result in enumerate(results):
             yield shard, result, i == len(results) - 1
 
-    if n_workers <= 1:
+    if pool is None:
         for task in tasks:
             yield from per_utterance(task[2], _extract_chunk(task))
         return
-    with worker_pool(n_workers) as pool:
-        futures = {pool.submit(_extract_chunk, task): task[2] for task in tasks}
-        try:
-            for future in as_completed(futures):
-                yield from per_utterance(futures[future], future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    futures = {pool.submit(_extract_chunk, task): task[2] for task in tasks}
+    try:
+        for future in as_completed(futures):
+            yield from per_utterance(futures[future], future.result())
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 def _progress(results: Iterable[tuple], total: int, enabled: bool | None) -> Iterable[tuple]:
