@@ -82,7 +82,8 @@ def _read_table(path: Path, min_fields: int, max_fields: int | None,
             problems.append(f"{path}:{number}: expected at least {min_fields} fields, got "
                             f"{len(parts)} in {line.strip()!r}")
             continue
-        rows.append((number, [p.strip() for p in parts]))
+        parts[-1] = parts[-1].rstrip()  # split() strips all but the rest-of-line field
+        rows.append((number, parts))
     return rows
 
 
