@@ -16,6 +16,7 @@ from speakergmm.mixture.em import (
     iter_chunks,
     run_em,
     split_components,
+    trivial_gmm,
 )
 from speakergmm.mixture.gaussian_mixture import ConvergenceWarning, GaussianMixture, NotFittedError
 from speakergmm.mixture.model import GMM, check_frames
@@ -26,5 +27,5 @@ __all__ = [
     "COVARIANCE_TYPES", "ConvergenceWarning", "CovarianceError", "EMResult", "EmptyComponentWarning",
     "GMM", "GaussianMixture", "NotFittedError", "SufficientStats", "accumulate", "binary_split_fit",
     "check_frames", "iter_chunks", "map_update", "ml_update", "n_parameters", "run_em",
-    "split_components", "stats_from_responsibilities",
+    "split_components", "stats_from_responsibilities", "trivial_gmm",
 ]

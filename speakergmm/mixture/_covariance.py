@@ -138,19 +138,6 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     return int(cov_params + n_components * n_features + n_components - 1)
 
 
-def triu_indices(n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(n_features)
-
-
 def triu_outer(X: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Upper triangle of every frame's outer product x x^T, flattened: (N, D(D+1)/2)."""
     return X[:, rows] * X[:, cols]
-
-
-def symmetric_from_triu(packed: np.ndarray, n_features: int, rows: np.ndarray,
-                        cols: np.ndarray) -> np.ndarray:
-    """Unpack (..., D(D+1)/2) upper triangles into full symmetric (..., D, D) matrices."""
-    out = np.zeros(packed.shape[:-1] + (n_features, n_features), dtype=packed.dtype)
-    out[..., rows, cols] = packed
-    out[..., cols, rows] = packed
-    return out

@@ -104,17 +104,12 @@ def run_em(gmm: GMM, source: ChunkSource, max_iter: int = 100, tol: float = 1e-3
     return EMResult(gmm, converged, n_iter, float(lower_bound), history)
 
 
-def global_gmm(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: Any = None) -> GMM:
-    """The one-component mixture of statistics accumulated with any one-component GMM."""
-    return ml_update(stats, reg_covar=reg_covar, variance_floor=variance_floor)
-
-
-def one_component_stats(source: ChunkSource, n_features: int, covariance_type: str) -> SufficientStats:
-    """Global statistics of a source (mean and scatter), by an E-step of a trivial mixture."""
+def trivial_gmm(n_features: int, covariance_type: str) -> GMM:
+    """A one-component mixture: its E-step gives every frame responsibility 1, so its
+    statistics are the data's global count, sum and scatter (whatever its parameters)."""
     cov = {"full": np.eye(n_features)[None], "tied": np.eye(n_features),
            "diag": np.ones((1, n_features)), "spherical": np.ones(1)}[covariance_type]
-    trivial = GMM(np.ones(1), np.zeros((1, n_features)), cov, covariance_type)
-    return accumulate(trivial, source)
+    return GMM(np.ones(1), np.zeros((1, n_features)), cov, covariance_type)
 
 
 def split_components(gmm: GMM, n_components: int, perturbation: float = 0.2) -> GMM:
@@ -181,12 +176,8 @@ def binary_split_fit(source: ChunkSource, n_components: int, covariance_type: st
     if n_features is None:
         first_X = next(iter_chunks(source))[0]
         n_features = first_X.shape[1]
-    if stats_fn is None:
-        stats = one_component_stats(source, n_features, covariance_type)
-    else:
-        cov = {"full": np.eye(n_features)[None], "tied": np.eye(n_features),
-               "diag": np.ones((1, n_features)), "spherical": np.ones(1)}[covariance_type]
-        stats = stats_fn(GMM(np.ones(1), np.zeros((1, n_features)), cov, covariance_type))
+    trivial = trivial_gmm(n_features, covariance_type)
+    stats = accumulate(trivial, source) if stats_fn is None else stats_fn(trivial)
     gmm = ml_update(stats, reg_covar=reg_covar, variance_floor=variance_floor, dtype=dtype)
     while gmm.n_components < n_components:
         gmm = split_components(gmm, min(2 * gmm.n_components, n_components), perturbation)

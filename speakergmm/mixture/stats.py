@@ -141,14 +141,17 @@ def stats_from_responsibilities(X: np.ndarray, resp: np.ndarray, sample_weight: 
     """Statistics of frames under given responsibilities (hard or soft), e.g. for initialisation."""
     X = np.asarray(X, dtype=np.float64)
     resp = np.asarray(resp, dtype=np.float64)
-    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    weighted = resp * w[:, None]
+    if sample_weight is None:
+        weighted, wX, n_frames = resp, X, float(X.shape[0])
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        weighted, wX, n_frames = resp * w[:, None], X * w[:, None], float(w.sum())
     K = resp.shape[1]
     if covariance_type == "full":
         second = np.stack([(weighted[:, k] * X.T) @ X for k in range(K)])
     elif covariance_type == "tied":
-        second = (w * X.T) @ X
+        second = wX.T @ X
     else:
         second = weighted.T @ (X * X)
     return SufficientStats(covariance_type, weighted.sum(axis=0), weighted.T @ X, second,
-                           0.0, float(w.sum()))
+                           0.0, n_frames)

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from speakergmm.io import ModelFileError, atomic_path, atomic_write_json, load_model_file, save_model_file
 from speakergmm.mixture import GMM, SufficientStats, ml_update
-from speakergmm.mixture.em import split_components
+from speakergmm.mixture.em import split_components, trivial_gmm
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
 from speakergmm.utils import effective_jobs, progress, worker_pool
 from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
@@ -263,11 +263,6 @@ class _Accumulator:
             self.pool.shutdown(cancel_futures=True)
 
 
-def _trivial_gmm(n_features: int, covariance_type: str) -> GMM:
-    cov = np.eye(n_features)[None] if covariance_type == "full" else np.ones((1, n_features))
-    return GMM(np.ones(1), np.zeros((1, n_features)), cov, covariance_type)
-
-
 # --------------------------------------------------------------------------- checkpoints
 def _save_checkpoint(path: Path, gmm: GMM, pass_index: int, n_passes: int, config: UBMConfig,
                      data_fingerprint: str, history: list[float], floor: np.ndarray,
@@ -419,7 +414,7 @@ def train_ubm(
             size, iteration, n_iter = schedule[p]
             t0 = time.perf_counter()
             if p == 0:
-                stats = accumulate(_trivial_gmm(n_features, config.covariance_type))
+                stats = accumulate(trivial_gmm(n_features, config.covariance_type))
                 if stats.n_frames <= 0:
                     raise VerificationError("the UBM training utterances hold no frames")
                 global_model = ml_update(stats, reg_covar=config.reg_covar)
