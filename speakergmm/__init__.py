@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from speakergmm.mixture import GaussianMixture  # noqa: E402
+from speakergmm.mixture import BayesianGaussianMixture, GaussianMixture  # noqa: E402
 
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "__version__"]

@@ -18,13 +18,14 @@ from speakergmm.mixture._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from speakergmm.mixture.em import (
-    ChunkSource,
-    accumulate,
-    binary_split_fit,
-    iter_chunks,
-    run_em,
+from speakergmm.mixture._base import (
+    ConvergenceWarning,
+    MixtureEstimator,
+    NotFittedError,
+    kmeans_plusplus_indices,
+    nearest_centre,
 )
+from speakergmm.mixture.em import ChunkSource, accumulate, binary_split_fit, run_em
 from speakergmm.mixture.model import GMM, as_generator, check_frames, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import ml_update
@@ -33,16 +34,10 @@ ESTIMATOR_FORMAT = "speakergmm.GaussianMixture"
 ESTIMATOR_VERSION = 1
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "split")
 
-
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound converged."""
+__all__ = ["ConvergenceWarning", "GaussianMixture", "NotFittedError"]
 
 
-class NotFittedError(ValueError, AttributeError):
-    """The estimator is used before ``fit``."""
-
-
-class GaussianMixture:
+class GaussianMixture(MixtureEstimator):
     """Gaussian mixture model fitted by EM on sufficient statistics.
 
     Same constructor parameters, fitted attributes and methods as
@@ -111,28 +106,13 @@ class GaussianMixture:
         self.max_init_samples = max_init_samples
 
     # ------------------------------------------------------------------ validation
-    def _check_parameters(self, n_features: int) -> None:
-        def positive_int(name: str, minimum: int) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    _INIT_METHODS = INIT_METHODS
 
-        positive_int("n_components", 1)
-        positive_int("max_iter", 0)
-        positive_int("n_init", 1)
-        positive_int("split_iter", 0)
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {', '.join(COVARIANCE_TYPES)}; "
-                             f"got {self.covariance_type!r}")
-        if self.init_params not in INIT_METHODS:
-            raise ValueError(f"init_params must be one of {', '.join(INIT_METHODS)}; "
-                             f"got {self.init_params!r}")
-        if not (np.isfinite(self.tol) and self.tol >= 0):
-            raise ValueError(f"tol must be a non-negative number; got {self.tol!r}")
-        if not (np.isfinite(self.reg_covar) and self.reg_covar >= 0):
-            raise ValueError(f"reg_covar must be a non-negative number; got {self.reg_covar!r}")
-        if np.dtype(self.dtype) not in (np.float64, np.float32):
-            raise ValueError(f"dtype must be float64 or float32; got {self.dtype!r}")
+    def _check_parameters(self, n_features: int) -> None:
+        self._check_common(n_features)
+        if (not isinstance(self.split_iter, (int, np.integer)) or isinstance(self.split_iter, bool)
+                or self.split_iter < 0):
+            raise ValueError(f"split_iter must be an integer >= 0; got {self.split_iter!r}")
         K = self.n_components
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
@@ -152,26 +132,6 @@ class GaussianMixture:
                                  f"must have shape {expected}; got {p.shape}")
             precisions_cholesky_from_precisions(p, self.covariance_type)  # raises if not PD
 
-    def _check_fitted(self) -> GMM:
-        gmm = getattr(self, "_gmm", None)
-        if gmm is None:
-            raise NotFittedError(
-                "This GaussianMixture instance is not fitted yet; call fit (or load a model) first"
-            )
-        return gmm
-
-    # ------------------------------------------------------------------ fitted attributes
-    weights_ = property(lambda self: self._check_fitted().weights)
-    means_ = property(lambda self: self._check_fitted().means)
-    covariances_ = property(lambda self: self._check_fitted().covariances)
-    precisions_cholesky_ = property(lambda self: self._check_fitted().precisions_cholesky)
-    precisions_ = property(lambda self: self._check_fitted().precisions)
-
-    @property
-    def gmm_(self) -> GMM:
-        """The fitted parameters as a core :class:`GMM`."""
-        return self._check_fitted()
-
     # ------------------------------------------------------------------ initialisation
     def _resp_init(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Responsibilities of the k-means style initialisations (scikit-learn's methods)."""
@@ -187,10 +147,10 @@ class GaussianMixture:
                 _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
         else:
             if self.init_params == "k-means++":
-                centres = _kmeans_plusplus(X, K, rng)
+                centres = X[kmeans_plusplus_indices(X, K, rng)]
             else:  # random_from_data
                 centres = X[rng.choice(n, size=K, replace=False)]
-            labels = _nearest(X, centres)
+            labels = nearest_centre(X, centres)
         resp = np.zeros((n, K))
         resp[np.arange(n), labels] = 1.0
         return resp
@@ -231,11 +191,7 @@ class GaussianMixture:
         w = check_sample_weight(sample_weight, X.shape[0])
         self._check_parameters(X.shape[1])
         n_effective = X.shape[0] if w is None else int(np.count_nonzero(w))
-        if n_effective < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components={self.n_components}, "
-                f"n_samples={n_effective}"
-            )
+        self._check_enough_samples(n_effective)
         source = [(X, w)] if w is not None else X
         return self._fit(source, X if w is None else X[w > 0], None if w is None else w[w > 0],
                          X.shape[1])
@@ -249,38 +205,8 @@ class GaussianMixture:
         """
         sample, weights, n_features, n_total = self._collect_sample(chunks)
         self._check_parameters(n_features)
-        if n_total < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components={self.n_components}, "
-                f"n_samples={n_total}"
-            )
+        self._check_enough_samples(n_total)
         return self._fit(chunks, sample, weights, n_features)
-
-    def _collect_sample(self, chunks: ChunkSource) -> tuple[np.ndarray, np.ndarray | None, int, int]:
-        """A uniform sample of at most ``max_init_samples`` frames (reservoir by random keys)."""
-        rng = as_generator(self.random_state if not isinstance(self.random_state, int)
-                           else self.random_state + 7919)
-        keep_X, keep_w, keep_keys = [], [], []
-        n_total, n_features, weighted = 0, None, False
-        cap = int(self.max_init_samples)
-        for X, w in iter_chunks(chunks):
-            if n_features is None:
-                n_features = X.shape[1]
-            elif X.shape[1] != n_features:
-                raise ValueError(f"chunks have {X.shape[1]} and {n_features} features")
-            mask = slice(None) if w is None else w > 0
-            X_pos = X[mask]
-            n_total += X_pos.shape[0]
-            weighted |= w is not None
-            keep_X.append(X_pos)
-            keep_w.append(np.ones(X_pos.shape[0]) if w is None else w[mask])
-            keep_keys.append(rng.random(X_pos.shape[0]))
-            if sum(x.shape[0] for x in keep_X) > 2 * cap:
-                keep_X, keep_w, keep_keys = _reservoir(keep_X, keep_w, keep_keys, cap)
-        if n_features is None:
-            raise ValueError("the chunk source yielded no data")
-        keep_X, keep_w, keep_keys = _reservoir(keep_X, keep_w, keep_keys, cap)
-        return keep_X[0], (keep_w[0] if weighted else None), n_features, n_total
 
     def _fit(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
              n_features: int) -> "GaussianMixture":
@@ -371,35 +297,7 @@ class GaussianMixture:
         self.n_iter_ = self._online_steps
         return self
 
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
-        """Fit, then return the component labels of ``X``."""
-        return self.fit(X, sample_weight=sample_weight).predict(X)
-
-    # ------------------------------------------------------------------ inference
-    def _X(self, X: Any) -> np.ndarray:
-        gmm = self._check_fitted()
-        return check_frames(X, "X", gmm.n_features)
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Per-sample log-likelihood ``log p(x)``."""
-        return self._check_fitted().score_samples(self._X(X))
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Mean (weighted) per-sample log-likelihood."""
-        log_prob = self.score_samples(X)
-        w = check_sample_weight(sample_weight, log_prob.shape[0])
-        return float(np.average(log_prob, weights=w))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self._check_fitted().predict_proba(self._X(X)), dtype=np.float64)
-
-    def predict(self, X: Any) -> np.ndarray:
-        return np.argmax(self._check_fitted().log_joint(self._X(X)), axis=1)
-
-    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw samples; returns ``(X, y)`` with component labels, grouped by component."""
-        return self._check_fitted().sample(n_samples, self.random_state)
-
+    # ------------------------------------------------------------------ model selection
     def _n_parameters(self) -> int:
         gmm = self._check_fitted()
         return n_parameters(gmm.n_components, gmm.n_features, gmm.covariance_type)
@@ -449,60 +347,3 @@ class GaussianMixture:
         est.lower_bounds_ = []
         est.n_features_in_ = est._gmm.n_features
         return est
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        names = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                 "init_params", "weights_init", "means_init", "precisions_init", "random_state",
-                 "warm_start", "verbose", "verbose_interval", "dtype", "variance_floor",
-                 "split_iter", "max_init_samples")
-        return {name: getattr(self, name) for name in names}
-
-    def set_params(self, **params: Any) -> "GaussianMixture":
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for GaussianMixture")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        return (f"GaussianMixture(n_components={self.n_components}, "
-                f"covariance_type={self.covariance_type!r})")
-
-
-def _nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre for every row (squared distances via one product)."""
-    d2 = (centres**2).sum(axis=1) - 2.0 * X @ centres.T
-    return np.argmin(d2, axis=1)
-
-
-def _kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding (Arthur & Vassilvitskii, 2007) with greedy local trials."""
-    n = X.shape[0]
-    n_trials = 2 + int(np.log(n_clusters))
-    centres = np.empty((n_clusters, X.shape[1]))
-    centres[0] = X[rng.integers(n)]
-    closest = ((X - centres[0]) ** 2).sum(axis=1)
-    x_sq = (X**2).sum(axis=1)
-    for c in range(1, n_clusters):
-        total = closest.sum()
-        if total <= 0:  # fewer distinct points than clusters: pick any
-            centres[c] = X[rng.integers(n)]
-            continue
-        candidates = np.searchsorted(np.cumsum(closest), rng.random(n_trials) * total)
-        candidates = np.minimum(candidates, n - 1)
-        dist = np.maximum(x_sq[:, None] - 2 * X @ X[candidates].T + x_sq[candidates], 0)
-        new_closest = np.minimum(closest[:, None], dist)
-        best = int(np.argmin(new_closest.sum(axis=0)))
-        centres[c] = X[candidates[best]]
-        closest = new_closest[:, best]
-    return centres
-
-
-def _reservoir(xs: list, ws: list, keys: list, cap: int) -> tuple[list, list, list]:
-    X, w, k = np.concatenate(xs), np.concatenate(ws), np.concatenate(keys)
-    if X.shape[0] > cap:
-        keep = np.argpartition(k, cap)[:cap]
-        keep.sort()
-        X, w, k = X[keep], w[keep], k[keep]
-    return [X], [w], [k]
