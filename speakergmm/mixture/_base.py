@@ -18,6 +18,7 @@ no fitting: it provides
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,54 @@ class ConvergenceWarning(UserWarning):
 
 class NotFittedError(ValueError, AttributeError):
     """The estimator is used before ``fit``."""
+
+
+_SKLEARN_NOT_FITTED: dict[type, type] = {}
+
+
+def _not_fitted_error_class() -> type:
+    """:class:`NotFittedError`, which is also scikit-learn's when scikit-learn is loaded.
+
+    scikit-learn's tools catch their own ``NotFittedError``; whoever can name that class
+    has imported it, so checking ``sys.modules`` at raise time is enough, and speakergmm
+    never imports scikit-learn itself.
+    """
+    exceptions = sys.modules.get("sklearn.exceptions")
+    if exceptions is None:
+        return NotFittedError
+    base = exceptions.NotFittedError
+    if base not in _SKLEARN_NOT_FITTED:
+        _SKLEARN_NOT_FITTED[base] = type("NotFittedError", (NotFittedError, base),
+                                         {"__module__": __name__, "__doc__": NotFittedError.__doc__})
+    return _SKLEARN_NOT_FITTED[base]
+
+
+def validate_X(X: Any, name: str = "X", n_features: int | None = None) -> np.ndarray:
+    """Check data given to an estimator; the errors use scikit-learn's wording where its
+    tools look for it (sparse input, complex numbers, 1-D input, zero features)."""
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a sparse matrix, and sparse input is not supported: pass a "
+                        "dense array (X.toarray())")
+    arr = np.asarray(X)
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must hold numbers: {exc}") from None
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype} "
+                         "(Complex data not supported)")
+    if arr.ndim == 1:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape "
+                         f"{arr.shape}. Reshape your data with X.reshape(-1, 1) if it has a "
+                         "single feature, or X.reshape(1, -1) if it is a single sample")
+    if arr.ndim == 2 and arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+                         "required.")
+    if arr.ndim == 2 and arr.shape[0] == 0:
+        raise ValueError(f"{name} has 0 sample(s) (shape={arr.shape}) while a minimum of 1 is "
+                         "required.")
+    return check_frames(arr, name, n_features)
 
 
 def _same(value: Any, default: Any) -> bool:
@@ -134,6 +183,8 @@ class MixtureEstimator:
             raise ValueError(f"dtype must be float64 or float32; got {self.dtype!r}")
 
     def _check_enough_samples(self, n_samples: int) -> None:
+        if n_samples == 0:
+            raise ValueError("no data to fit: every sample weight is zero (or no samples)")
         if n_samples < self.n_components:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components={self.n_components}, "
@@ -143,7 +194,7 @@ class MixtureEstimator:
     def _check_fitted(self) -> GMM:
         gmm = getattr(self, "_gmm", None)
         if gmm is None:
-            raise NotFittedError(
+            raise _not_fitted_error_class()(
                 f"This {type(self).__name__} instance is not fitted yet; call fit (or load a "
                 "model) first"
             )
@@ -154,7 +205,7 @@ class MixtureEstimator:
         return self._check_fitted(), 0.0
 
     def _X(self, X: Any) -> np.ndarray:
-        return check_frames(X, "X", self._check_fitted().n_features)
+        return validate_X(X, "X", self._check_fitted().n_features)
 
     # ------------------------------------------------------------------ fitted parameters
     weights_ = property(lambda self: self._check_fitted().weights)

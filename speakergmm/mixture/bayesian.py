@@ -44,6 +44,7 @@ from speakergmm.mixture._base import (
     ConvergenceWarning,
     MixtureEstimator,
     kmeans_plusplus_indices,
+    validate_X,
 )
 from speakergmm.mixture._covariance import (
     _LOG_2PI,
@@ -52,7 +53,7 @@ from speakergmm.mixture._covariance import (
     precisions_cholesky_from_covariances,
 )
 from speakergmm.mixture.em import ChunkSource, accumulate, iter_chunks
-from speakergmm.mixture.model import GMM, check_frames, check_sample_weight
+from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import _OCCUPANCY_EPS, _add_reg, _covariances_from_moments
 
@@ -437,7 +438,7 @@ class BayesianGaussianMixture(MixtureEstimator):
         ``sample_weight`` weights each sample in the statistics (an integer weight equals
         repeating the sample), also in the default priors' data mean and covariance.
         """
-        X = check_frames(X, "X")
+        X = validate_X(X, "X")
         w = check_sample_weight(sample_weight, X.shape[0])
         self._check_parameters(X.shape[1])
         if w is not None:
@@ -445,8 +446,8 @@ class BayesianGaussianMixture(MixtureEstimator):
             X, w = X[keep], w[keep]
         self._check_enough_samples(X.shape[0])
         if X.shape[0] < 2:
-            raise ValueError("BayesianGaussianMixture needs at least 2 samples (the default "
-                             "covariance prior is the data's covariance)")
+            raise ValueError("n_samples=1: BayesianGaussianMixture needs at least 2 samples "
+                             "(the default covariance prior is the data's covariance)")
         mean, covariance = _data_moments([(X, w)])
         return self._fit([(X, w)] if w is not None else X, X, w, mean, covariance)
 

@@ -24,9 +24,10 @@ from speakergmm.mixture._base import (
     NotFittedError,
     kmeans_plusplus_indices,
     nearest_centre,
+    validate_X,
 )
 from speakergmm.mixture.em import ChunkSource, accumulate, binary_split_fit, run_em
-from speakergmm.mixture.model import GMM, as_generator, check_frames, check_sample_weight
+from speakergmm.mixture.model import GMM, as_generator, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import ml_update
 
@@ -187,7 +188,7 @@ class GaussianMixture(MixtureEstimator):
         ``sample_weight`` (n_samples,) weights each sample's contribution to the statistics
         (an integer weight equals repeating the sample). ``y`` is ignored.
         """
-        X = check_frames(X, "X")
+        X = validate_X(X, "X")
         w = check_sample_weight(sample_weight, X.shape[0])
         self._check_parameters(X.shape[1])
         n_effective = X.shape[0] if w is None else int(np.count_nonzero(w))
@@ -253,7 +254,8 @@ class GaussianMixture(MixtureEstimator):
             )
         return self
 
-    def partial_fit(self, X: Any, sample_weight: Any = None, decay: float = 0.6) -> "GaussianMixture":
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None, decay: float = 0.6
+                    ) -> "GaussianMixture":
         """Stepwise online EM on one mini-batch (for streams that cannot be read twice).
 
         The running statistics are ``s <- (1 - eta) s + eta * s(X)`` (per-frame normalised)
@@ -262,7 +264,7 @@ class GaussianMixture(MixtureEstimator):
         For exact full-batch results on data that is too large for memory, use
         :meth:`fit_chunks` instead.
         """
-        X = check_frames(X, "X", getattr(self, "n_features_in_", None))
+        X = validate_X(X, "X", getattr(self, "n_features_in_", None))
         w = check_sample_weight(sample_weight, X.shape[0])
         if not 0.5 < decay <= 1.0:
             raise ValueError(f"decay must lie in (0.5, 1]; got {decay}")
@@ -280,19 +282,25 @@ class GaussianMixture(MixtureEstimator):
         gmm = self._check_fitted()
         _, batch = gmm.e_step(X, w)
         scale = 1.0 / batch.n_frames
-        normalised = SufficientStats(batch.covariance_type, batch.zeroth * scale, batch.first * scale,
-                                     batch.second * scale, batch.log_likelihood * scale, 1.0)
-        eta = (self._online_steps + 2.0) ** -decay if self._online_stats is not None else 1.0
-        if self._online_stats is None:
-            self._online_stats = normalised
-        else:
-            s = self._online_stats
-            for name in ("zeroth", "first", "second"):
-                setattr(s, name, (1 - eta) * getattr(s, name) + eta * getattr(normalised, name))
-            s.log_likelihood = (1 - eta) * s.log_likelihood + eta * normalised.log_likelihood
-        self._online_steps += 1
+        # After fit() (or load) the running statistics start from this batch.
+        previous = getattr(self, "_online_stats", None)
+        steps = getattr(self, "_online_steps", 0)
+        eta = (steps + 2.0) ** -decay if previous is not None else 1.0
+
+        def mix(name: str) -> np.ndarray:
+            new = getattr(batch, name) * scale
+            return new if previous is None else (1 - eta) * getattr(previous, name) + eta * new
+
+        log_likelihood = batch.log_likelihood * scale
+        self._online_stats = SufficientStats(
+            batch.covariance_type, mix("zeroth"), mix("first"), mix("second"),
+            log_likelihood if previous is None
+            else (1 - eta) * previous.log_likelihood + eta * log_likelihood, 1.0)
+        self._online_steps = steps + 1
+        if not hasattr(self, "lower_bounds_"):
+            self.lower_bounds_ = []
         self._gmm = ml_update(self._online_stats, self.reg_covar, self.variance_floor, previous=gmm)
-        self.lower_bound_ = normalised.log_likelihood
+        self.lower_bound_ = log_likelihood
         self.lower_bounds_.append(self.lower_bound_)
         self.n_iter_ = self._online_steps
         return self
