@@ -134,15 +134,20 @@ def test_constant_data_gives_a_finite_model_thanks_to_reg_covar(covariance_type,
     np.testing.assert_allclose(est.covariances_, expected, rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: ml_update computes variances as E[x^2] - mu^2 from raw moments; for a constant "
-    "98765.4321 the cancellation error (eps * x^2 ~ 2e-6) exceeds reg_covar=1e-6 and the "
-    "variance comes out negative (scikit-learn's centred update gives reg_covar)"))
+@pytest.mark.parametrize("init_params", INIT_METHODS)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_constant_data_far_from_the_origin_gives_a_finite_model(covariance_type):
+def test_constant_data_far_from_the_origin_gives_a_finite_model(covariance_type, init_params):
+    """Raw moments would give E[x^2] - mu^2 with a cancellation error eps * x^2 ~ 2e-6 > reg_covar
+    (negative variances); centred statistics give reg_covar exactly, as at the origin."""
     X = np.full((60, 2), 98765.4321)
-    est = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    est = GaussianMixture(2, covariance_type=covariance_type, init_params=init_params,
+                          random_state=0).fit(X)
     _assert_finite_model(est, X)
+    occupied = est.weights_ > 1e-6
+    np.testing.assert_allclose(est.means_[occupied], 98765.4321, rtol=1e-15)
+    expected = {"full": np.tile(1e-6 * np.eye(2), (2, 1, 1)), "tied": 1e-6 * np.eye(2),
+                "diag": np.full((2, 2), 1e-6), "spherical": np.full(2, 1e-6)}[covariance_type]
+    np.testing.assert_allclose(est.covariances_, expected, rtol=1e-9, atol=1e-15)
 
 
 @pytest.mark.parametrize("init_params", INIT_METHODS)

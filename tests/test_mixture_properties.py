@@ -165,6 +165,125 @@ def test_stats_of_two_halves_sum_to_stats_of_whole(seed, K, D, covariance_type, 
         stats_from_responsibilities(X, gmm.predict_proba(X), w, covariance_type), whole), rtol=1e-8)
 
 
+def _raw_moments(X: np.ndarray, resp: np.ndarray, w: np.ndarray | None, covariance_type: str):
+    """Raw moments straight from the definition (float64, no shift)."""
+    g = resp if w is None else resp * w[:, None]
+    if covariance_type == "full":
+        second = np.einsum("nk,ni,nj->kij", g, X, X)
+    elif covariance_type == "tied":
+        second = (X if w is None else X * w[:, None]).T @ X
+    else:
+        second = g.T @ (X * X)
+    return g.sum(axis=0), g.T @ X, second
+
+
+@SETTINGS
+@given(seed=seeds, K=n_components, D=n_features, covariance_type=covariance_types,
+       n=st.integers(1, 40), weighted=st.booleans())
+def test_stats_with_different_shifts_add_exactly(seed, K, D, covariance_type, n, weighted):
+    """Statistics of two mixtures with different centres (different shifts) add to the
+    statistics of the whole, whichever shift the sum keeps, and re-express exactly."""
+    rng = np.random.default_rng(seed)
+    gmm = random_gmm(rng, K, D, covariance_type, offset=20.0)
+    moved = GMM(gmm.weights, gmm.means + rng.uniform(-30, 30, size=D), gmm.covariances,
+                covariance_type)
+    X = random_frames(rng, gmm, n)
+    w = rng.uniform(0, 3, size=n) if weighted else None
+    # Same responsibilities from both (moved evaluates moved frames), different shifts.
+    _, a = gmm.e_step(X, w)
+    _, b = moved.e_step(X + (moved.means[0] - gmm.means[0]), w)
+    assert not np.array_equal(a.shift, b.shift)
+    raw = _raw_moments(X + (moved.means[0] - gmm.means[0]), gmm.predict_proba(X), w, covariance_type)
+    for total in (a.about(b.shift) + b, b + a, sum([b, a])):
+        np.testing.assert_allclose(total.zeroth, 2 * raw[0], rtol=1e-10)
+        # b's frames are a's plus the move: compare with raw moments of both halves.
+        expected = _raw_moments(np.vstack([X, X + (moved.means[0] - gmm.means[0])]),
+                                np.vstack([gmm.predict_proba(X)] * 2),
+                                None if w is None else np.concatenate([w, w]), covariance_type)
+        scale = max(1.0, np.max(np.abs(expected[2])))
+        np.testing.assert_allclose(total.first, expected[1], rtol=1e-10, atol=1e-10 * scale)
+        np.testing.assert_allclose(total.second, expected[2], rtol=1e-10, atol=1e-10 * scale)
+        assert total.n_frames == pytest.approx(a.n_frames + b.n_frames, rel=1e-12)
+    # Re-expressing about a point and back is exact up to rounding; raw = about the origin.
+    there_and_back = a.about(b.shift).about(a.shift)
+    np.testing.assert_allclose(there_and_back.centred_second, a.centred_second, rtol=1e-9,
+                               atol=1e-9 * max(1.0, np.max(np.abs(a.centred_second))))
+    origin = a.about(np.zeros(D))
+    np.testing.assert_array_equal(origin.centred_first, a.first)
+    np.testing.assert_array_equal(origin.centred_second, a.second)
+
+
+def test_stats_keep_centred_moments_far_from_the_origin():
+    """Frames 1e8 from the origin with unit spread: the stored moments are about the
+    mixture's centre, so the scatter (and the ML variance) keeps full precision, also
+    after adding statistics from another mixture whose centre is nearby."""
+    rng = np.random.default_rng(3)
+    X = 1e8 + rng.normal(size=(500, 2))
+    gmm = GMM([1.0], [[1e8, 1e8]], [[1.0, 1.0]], "diag")
+    moved = GMM([1.0], [[1e8 + 0.5, 1e8 - 0.25]], [[1.0, 1.0]], "diag")
+    _, stats = gmm.e_step(X[:250])
+    moved.e_step(X[250:], stats=stats)
+    truth = ((X - X.mean(axis=0)) ** 2).sum(axis=0)
+    np.testing.assert_allclose(stats.scatter()[0], truth, rtol=1e-9)
+    np.testing.assert_allclose(ml_update(stats, reg_covar=0.0).covariances[0], X.var(axis=0), rtol=1e-9)
+    # The raw moments exist, but a variance from them would be rounding noise.
+    raw = stats.second[0] / 500 - (stats.first[0] / 500) ** 2
+    assert np.max(np.abs(raw - X.var(axis=0))) > 1e-3
+
+
+def test_raw_moments_are_read_only_and_assignable():
+    gmm = GMM([0.5, 0.5], [[10.0, 0.0], [12.0, 1.0]], [[1.0, 1.0], [1.0, 2.0]], "diag")
+    X = np.random.default_rng(0).normal(size=(20, 2)) + [11.0, 0.5]
+    _, stats = gmm.e_step(X)
+    assert stats.shift.any()
+    with pytest.raises(ValueError, match="read-only"):
+        stats.first[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        stats.second += 1.0
+    first, second = stats.first, stats.second
+    # Assigning raw moments stores them about the origin; the other moment is kept.
+    stats.first = 2.0 * first
+    np.testing.assert_array_equal(stats.shift, 0.0)
+    np.testing.assert_array_equal(stats.first, 2.0 * first)
+    np.testing.assert_allclose(stats.second, second, rtol=1e-14)
+    with pytest.raises(ValueError, match="do not fit statistics"):
+        stats.second = np.zeros((3, 2))
+    half = stats.scaled(0.5)
+    np.testing.assert_allclose(half.first, first, rtol=1e-15)
+    assert half.n_frames == 10.0
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_scatter_is_the_within_component_scatter(covariance_type):
+    rng = np.random.default_rng(4)
+    gmm = random_gmm(rng, 3, 3, covariance_type, offset=50.0)
+    X = random_frames(rng, gmm, 60)
+    resp = gmm.predict_proba(X)
+    _, stats = gmm.e_step(X)
+    means = (resp.T @ X) / resp.sum(axis=0)[:, None]
+    per_component = np.einsum("nk,nki,nkj->kij", resp, X[:, None] - means, X[:, None] - means)
+    expected = {"full": per_component, "tied": per_component.sum(axis=0),
+                "diag": np.diagonal(per_component, axis1=1, axis2=2),
+                "spherical": np.diagonal(per_component, axis1=1, axis2=2)}[covariance_type]
+    np.testing.assert_allclose(stats.scatter(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_stats_arrays_without_shift_are_raw_moments():
+    """Arrays written before statistics had a shift still load (as raw moments)."""
+    gmm = GMM([0.5, 0.5], [[10.0], [12.0]], [[1.0], [2.0]], "diag")
+    _, stats = gmm.e_step(np.array([[9.0], [11.5], [13.0]]))
+    old = {"covariance_type": np.array("diag"), "zeroth": stats.zeroth, "first": stats.first,
+           "second": stats.second, "log_likelihood": np.array(stats.log_likelihood),
+           "n_frames": np.array(stats.n_frames)}
+    restored = SufficientStats.from_arrays(old)
+    np.testing.assert_array_equal(restored.shift, [0.0])
+    np.testing.assert_array_equal(restored.first, stats.first)
+    np.testing.assert_array_equal(restored.second, stats.second)
+    np.testing.assert_allclose((restored + stats).first, 2 * stats.first, rtol=1e-14)
+    with pytest.raises(ValueError, match=r"shift must be a finite array of shape \(1,\)"):
+        SufficientStats("diag", [1.0], [[1.0]], [[1.0]], shift=[0.0, 1.0])
+
+
 def _with_likelihood(stats: SufficientStats, source: SufficientStats) -> SufficientStats:
     stats.log_likelihood = source.log_likelihood
     return stats
@@ -216,7 +335,7 @@ def test_stats_array_round_trip(seed, K, D, covariance_type):
     with np.load(buffer, allow_pickle=False) as archive:
         restored = SufficientStats.from_arrays(dict(archive))
     assert restored.covariance_type == covariance_type
-    for name in ("zeroth", "first", "second"):
+    for name in ("zeroth", "first", "second", "centred_first", "centred_second", "shift"):
         np.testing.assert_array_equal(getattr(restored, name), getattr(stats, name))
     assert restored.log_likelihood == stats.log_likelihood
     assert restored.n_frames == stats.n_frames
@@ -327,6 +446,23 @@ def test_map_variance_only_adaptation_does_not_depend_on_the_origin(adapt):
         _, stats = prior.e_step(x + origin)
         adapted = map_update(stats, prior, relevance_factor=16.0, adapt=adapt)
         assert adapted.covariances[0, 0] == pytest.approx(alpha * 1.25 + (1 - alpha), rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_map_update_far_from_the_origin_equals_the_translated_update(covariance_type):
+    """1e7 from the origin raw moments would lose eps * 1e14 ~ 2 % of a variance; the
+    centred statistics adapt exactly as at the origin."""
+    rng = np.random.default_rng(7)
+    prior = random_gmm(rng, 3, 2, covariance_type)
+    X = random_frames(rng, prior, 80)
+    offset = np.array([1e7, -3e7])
+    _, stats = prior.e_step(X)
+    _, far_stats = _shifted(prior, offset).e_step(X + offset)
+    a = map_update(stats, prior, 4.0, "mwv")
+    b = map_update(far_stats, _shifted(prior, offset), 4.0, "mwv")
+    np.testing.assert_allclose(b.weights, a.weights, rtol=1e-9)
+    np.testing.assert_allclose(b.means - offset, a.means, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(b.covariances, a.covariances, rtol=1e-6)
 
 
 def _assert_spd(gmm: GMM) -> None:

@@ -609,9 +609,11 @@ class GMMHMM:
                 out.append(None)
                 continue
             part = slice(s * n_comp, (s + 1) * n_comp)
-            out.append(SufficientStats(self.covariance_type, stacked.zeroth[part], stacked.first[part],
-                                       stacked.second[part],
-                                       float(np.dot(gamma[:, s], emit[:, s])), occupancy))
+            # Sliced about the stacked statistics' shift (centred moments; see SufficientStats).
+            out.append(SufficientStats(self.covariance_type, stacked.zeroth[part],
+                                       stacked.centred_first[part], stacked.centred_second[part],
+                                       float(np.dot(gamma[:, s], emit[:, s])), occupancy,
+                                       shift=stacked.shift))
         return out
 
     def _viterbi_step(self, X: np.ndarray, offsets: np.ndarray) -> float:

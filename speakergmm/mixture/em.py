@@ -104,12 +104,18 @@ def run_em(gmm: GMM, source: ChunkSource, max_iter: int = 100, tol: float = 1e-3
     return EMResult(gmm, converged, n_iter, float(lower_bound), history)
 
 
-def trivial_gmm(n_features: int, covariance_type: str) -> GMM:
+def trivial_gmm(n_features: int, covariance_type: str, mean: Any = None) -> GMM:
     """A one-component mixture: its E-step gives every frame responsibility 1, so its
-    statistics are the data's global count, sum and scatter (whatever its parameters)."""
+    statistics are the data's global count, sum and scatter (whatever its parameters).
+
+    ``mean`` (default: the origin) is where the statistics are centred: a point near the
+    data (e.g. the mean of a first chunk) keeps the global covariance accurate for data far
+    from the origin.
+    """
     cov = {"full": np.eye(n_features)[None], "tied": np.eye(n_features),
            "diag": np.ones((1, n_features)), "spherical": np.ones(1)}[covariance_type]
-    return GMM(np.ones(1), np.zeros((1, n_features)), cov, covariance_type)
+    mean = np.zeros((1, n_features)) if mean is None else np.reshape(mean, (1, n_features))
+    return GMM(np.ones(1), mean, cov, covariance_type)
 
 
 def split_components(gmm: GMM, n_components: int, perturbation: float = 0.2) -> GMM:
@@ -173,10 +179,13 @@ def binary_split_fit(source: ChunkSource, n_components: int, covariance_type: st
     power of two. The returned mixture has had ``iter_per_split`` EM iterations at its
     final size; run more with :func:`run_em`.
     """
-    if n_features is None:
-        first_X = next(iter_chunks(source))[0]
-        n_features = first_X.shape[1]
-    trivial = trivial_gmm(n_features, covariance_type)
+    first_X = next(iter_chunks(source, n_features), (None,))[0]
+    if first_X is None:
+        raise ValueError("the data source yielded no frames")
+    n_features = first_X.shape[1]
+    # Global statistics centred near the data (the first chunk's mean), not the origin.
+    trivial = trivial_gmm(n_features, covariance_type,
+                          first_X.mean(axis=0) if first_X.shape[0] else None)
     stats = accumulate(trivial, source) if stats_fn is None else stats_fn(trivial)
     gmm = ml_update(stats, reg_covar=reg_covar, variance_floor=variance_floor, dtype=dtype)
     while gmm.n_components < n_components:

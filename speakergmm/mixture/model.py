@@ -18,7 +18,9 @@ also in float32. For each chunk of frames a *design matrix* is built once and us
 - ``tied``: whiten once with the shared factor, then one product with the whitened means.
 
 Log-sum-exp and the normalisation of responsibilities are done in place on the chunk,
-which bounds memory whatever the number of frames. Statistics are accumulated in float64.
+which bounds memory whatever the number of frames. Statistics are accumulated in float64
+and kept about the centre ``o`` (their ``shift``): the updates then compute covariances
+from centred moments (see :mod:`speakergmm.mixture.stats`).
 """
 
 from __future__ import annotations
@@ -353,9 +355,9 @@ class GMM:
         return out
 
     def _e_step_chunk(self, sl: slice, Xc: np.ndarray, w: np.ndarray | None, log_prob: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """E-step of one chunk of centred frames: writes ``log_prob[sl]`` and returns the
-        chunk's centred (zeroth, first, second[, tied total first]) statistics."""
+        chunk's centred (zeroth, first, second) statistics (full: second's upper triangle)."""
         D = self.n_features
         resp, design = self._log_joint_chunk(Xc)
         log_prob[sl], row_sum = _exp_normalize_inplace(resp)
@@ -366,20 +368,18 @@ class GMM:
         w_chunk = None if w is None else w[sl]
         if w_chunk is not None:
             scale *= w_chunk
-        total_first = None
         if self.covariance_type == "tied":
             design = np.concatenate([Xc, np.ones((Xc.shape[0], 1), dtype=Xc.dtype)], axis=1)
             wX = Xc if w_chunk is None else Xc * w_chunk[:, None].astype(Xc.dtype)
-            total_first = wX.sum(axis=0, dtype=np.float64)
             second = wX.T @ Xc
         # (design.T @ resp).T, not resp.T @ design: OpenBLAS ran the latter shape 4x
         # slower (13 vs 53 GFLOP/s for 4096x256 by 4096x79 on this machine).
         moments = ((design * scale.astype(design.dtype)[:, None]).T @ resp).T
         zeroth = moments[:, -1]
         if self.covariance_type == "tied":
-            return zeroth, moments[:, :D], second, total_first
+            return zeroth, moments[:, :D], second
         split = moments.shape[1] - D - 1
-        return zeroth, moments[:, split:-1], moments[:, :split], None
+        return zeroth, moments[:, split:-1], moments[:, :split]
 
     def e_step(self, X: Any, sample_weight: Any = None, stats: SufficientStats | None = None
                ) -> tuple[np.ndarray, SufficientStats]:
@@ -404,17 +404,17 @@ class GMM:
         K, D = self.n_components, self.n_features
         if stats is None:
             stats = SufficientStats.zeros(K, D, self.covariance_type)
-        elif stats.first.shape != (K, D) or stats.covariance_type != self.covariance_type:
+        elif stats.centred_first.shape != (K, D) or stats.covariance_type != self.covariance_type:
             raise ValueError(
-                f"stats are for a {stats.covariance_type} mixture of shape {stats.first.shape}, "
+                f"stats are for a {stats.covariance_type} mixture of shape {stats.centred_first.shape}, "
                 f"not this {self.covariance_type} mixture of shape {(K, D)}"
             )
         log_prob = np.empty(X.shape[0], dtype=np.float64)
-        # Statistics of the centred frames; moved back to raw coordinates once at the end.
+        # Statistics of the frames centred on the mixture's centre; they stay centred (the
+        # statistics' shift), so that the updates compute covariances from centred moments.
         zeroth = np.zeros(K)
         first_c = np.zeros((K, D))
-        second_c = np.zeros(stats.second.shape)
-        total_first_c = np.zeros(D)  # tied only
+        second_c = np.zeros(stats.centred_second.shape)
         for part in _map_chunks(self._e_step_chunk, self._chunks(X), w, log_prob, X.shape[0],
                                 self._chunk_rows()):
             zeroth += part[0]
@@ -423,27 +423,16 @@ class GMM:
                 second_c[:, self._rows, self._cols] += part[2]
             else:
                 second_c += part[2]
-            if part[3] is not None:
-                total_first_c += part[3]
-        o = self.centre
         if self.covariance_type == "full":
             second_c[:, self._cols, self._rows] = second_c[:, self._rows, self._cols]
-            cross = first_c[:, :, None] * o[None, None, :]
-            second = second_c + cross + cross.transpose(0, 2, 1) + zeroth[:, None, None] * np.outer(o, o)
-        elif self.covariance_type == "tied":
-            cross = np.outer(total_first_c, o)
-            second = second_c + cross + cross.T + zeroth.sum() * np.outer(o, o)
-        else:
-            second = second_c + 2.0 * first_c * o + zeroth[:, None] * (o * o)
-        stats.zeroth += zeroth
-        stats.first += first_c + zeroth[:, None] * o
-        stats.second += second
         if w is None:
-            stats.log_likelihood += float(log_prob.sum())
-            stats.n_frames += X.shape[0]
+            log_likelihood, n_frames = float(log_prob.sum()), float(X.shape[0])
         else:
-            stats.log_likelihood += float(np.dot(w, np.where(w > 0, log_prob, 0.0)))
-            stats.n_frames += float(w.sum())
+            log_likelihood = float(np.dot(w, np.where(w > 0, log_prob, 0.0)))
+            n_frames = float(w.sum())
+        # The frames were centred on the centre in the E-step's dtype: that is the shift.
+        stats.add_moments(zeroth, first_c, second_c, self._centre_d.astype(np.float64),
+                          log_likelihood, n_frames)
         return log_prob, stats
 
     def accumulate(self, X: Any, sample_weight: Any = None,

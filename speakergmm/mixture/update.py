@@ -56,15 +56,27 @@ def _apply_floor(covariances: np.ndarray, covariance_type: str, floor: np.ndarra
 
 
 def _covariances_from_moments(stats: SufficientStats, nk: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """ML covariances (without regularisation) from the statistics and the new means."""
+    """ML covariances (without regularisation) about ``means``, from the centred statistics.
+
+    ``sum g (x - m)(x - m)^T / nk`` with ``d = m - s`` (``s`` = ``stats.shift``) is
+    ``(second_c - first_c d^T - d first_c^T + N d d^T) / nk``: every term is of the size of
+    the components' spread around the shift (the mixture's centre), not of their distance
+    from the origin, so nothing is lost far from the origin; and since ``d`` is close to
+    ``first_c / N``, rounding in ``means`` enters only squared.
+    """
     cov_type = stats.covariance_type
+    second, first, zeroth = stats.centred_second, stats.centred_first, stats.zeroth
+    d = means - stats.shift
     if cov_type == "full":
-        cov = stats.second / nk[:, None, None] - means[:, :, None] * means[:, None, :]
+        cross = first[:, :, None] * d[:, None, :]
+        cov = (second - cross - cross.transpose(0, 2, 1)
+               + zeroth[:, None, None] * d[:, :, None] * d[:, None, :]) / nk[:, None, None]
         return 0.5 * (cov + cov.transpose(0, 2, 1))
     if cov_type == "tied":
-        cov = (stats.second - (nk[:, None] * means).T @ means) / nk.sum()
+        cross = first.T @ d
+        cov = (second - cross - cross.T + (zeroth[:, None] * d).T @ d) / nk.sum()
         return 0.5 * (cov + cov.T)
-    var = stats.second / nk[:, None] - means * means
+    var = (second - (2.0 * first - zeroth[:, None] * d) * d) / nk[:, None]
     return var if cov_type == "diag" else var.mean(axis=1)
 
 
@@ -110,7 +122,8 @@ def ml_update(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: A
     cov_type = stats.covariance_type
     nk = stats.zeroth + _OCCUPANCY_EPS
     weights = nk / nk.sum()
-    means = stats.first / nk[:, None]
+    # The raw first moment over nk, as scikit-learn: an empty component lands at the origin.
+    means = (stats.centred_first + stats.zeroth[:, None] * stats.shift) / nk[:, None]
     covariances = _add_reg(_covariances_from_moments(stats, nk, means), cov_type, reg_covar)
     covariances = _apply_floor(covariances, cov_type, _variance_floor_vector(variance_floor, stats.n_features))
     empty = stats.zeroth < min_occupancy
@@ -158,9 +171,9 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
         raise ValueError(f"relevance_factor must be non-negative; got {relevance_factor}")
     if not adapt or set(adapt) - set("wmv"):
         raise ValueError(f"adapt must be a non-empty combination of 'w', 'm', 'v'; got {adapt!r}")
-    if stats.first.shape != prior.means.shape or stats.covariance_type != prior.covariance_type:
+    if stats.centred_first.shape != prior.means.shape or stats.covariance_type != prior.covariance_type:
         raise ValueError(
-            f"statistics of a {stats.covariance_type} mixture {stats.first.shape} do not match the "
+            f"statistics of a {stats.covariance_type} mixture {stats.centred_first.shape} do not match the "
             f"{prior.covariance_type} prior {prior.means.shape}"
         )
     cov_type = prior.covariance_type
@@ -168,10 +181,14 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = np.where(nk > 0, nk / (nk + relevance_factor), 0.0)
         safe_nk = np.where(nk > 0, nk, 1.0)
-    ex = stats.first / safe_nk[:, None]
-    means = prior.means
+    # Everything relative to the statistics' shift s: the data means are s + mc, and
+    # d = E[x] - mu0 = mc - (mu0 - s) is a difference of numbers near the data's spread.
+    mc = stats.centred_first / safe_nk[:, None]
+    mu0 = prior.means
+    d = mc - (mu0 - stats.shift)
+    means = mu0
     if "m" in adapt:
-        means = alpha[:, None] * ex + (1.0 - alpha[:, None]) * prior.means
+        means = mu0 + alpha[:, None] * d
     weights = prior.weights
     if "w" in adapt:
         total = nk.sum()
@@ -181,15 +198,12 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
     covariances = prior.covariances
     if "v" in adapt:
         # alpha E[xx'] + (1 - alpha)(S + m0 m0') - m m', rewritten as
-        # (1 - alpha) S + alpha Var[x] + alpha d d' - e e' with d = E[x] - m0, e = m - m0:
-        # equal in exact arithmetic, but an unvisited component (alpha = 0) keeps its prior
-        # covariance exactly and no large squares of means are subtracted.
-        mu0 = prior.means
-        d = ex - mu0
-        e = means - mu0
+        # (1 - alpha) S + alpha Var[x] + alpha d d' - e e' with e = m - m0: equal in exact
+        # arithmetic, but an unvisited component (alpha = 0) keeps its prior covariance
+        # exactly, and Var[x] comes from centred moments (no large squares subtracted).
+        e = alpha[:, None] * d if "m" in adapt else np.zeros_like(d)  # means - mu0, unrounded
         if cov_type in ("diag", "spherical"):
-            ex2 = stats.second / safe_nk[:, None]
-            var_x = ex2 - ex * ex
+            var_x = stats.centred_second / safe_nk[:, None] - mc * mc
             new = alpha[:, None] * (var_x + d * d) - e * e
             if cov_type == "spherical":
                 new = new.mean(axis=1)
@@ -197,8 +211,7 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
             else:
                 covariances = (1 - alpha[:, None]) * prior.covariances + new
         elif cov_type == "full":
-            ex2 = stats.second / safe_nk[:, None, None]
-            var_x = ex2 - ex[:, :, None] * ex[:, None, :]
+            var_x = stats.centred_second / safe_nk[:, None, None] - mc[:, :, None] * mc[:, None, :]
             a = alpha[:, None, None]
             covariances = ((1 - a) * prior.covariances + a * (var_x + d[:, :, None] * d[:, None, :])
                            - e[:, :, None] * e[:, None, :])
@@ -209,9 +222,7 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
             # occupancy's alpha.
             total = nk.sum()
             a = total / (total + relevance_factor)
-            visited = nk > 0
-            within = stats.second - (stats.first[visited].T / nk[visited]) @ stats.first[visited]
-            ml = within / max(total, 1e-300)
-            covariances = a * 0.5 * (ml + ml.T) + (1 - a) * prior.covariances
+            ml = stats.scatter() / max(total, 1e-300)
+            covariances = a * ml + (1 - a) * prior.covariances
     return GMM(weights, means, covariances, cov_type,
                dtype=prior.dtype if dtype is None else dtype)
