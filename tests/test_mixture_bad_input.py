@@ -164,11 +164,9 @@ def test_constant_data_without_regularisation_names_the_component(covariance_typ
     assert not hasattr(est, "weights_")  # no half-fitted model left behind
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: a collapsed component's variance is checked for > 0 only; rounding in "
-    "E[x^2] - mu^2 leaves ~eps * x^2 (1e-16 for x = 1, 7e-15 for x = 7.77) in 9 of these "
-    "160 fits, which then 'succeed' with a spike of log-density ~50 per frame"))
 def test_constant_data_without_regularisation_always_raises():
+    """Rounding once left variances of ~eps * x^2 (or ~ulp(x)^2 from centred moments) that
+    passed a '> 0' check: a spike of log-density ~50 per frame. The check is relative now."""
     silent = []
     for value in (4.2, 1.0, 7.77, -3.3):
         for n in (50, 37):
@@ -184,6 +182,77 @@ def test_constant_data_without_regularisation_always_raises():
                     silent.append((value, n, covariance_type, init_params,
                                    float(np.min(est.covariances_))))
     assert not silent, silent
+
+
+@pytest.mark.parametrize("value, n", [(7.77, 37), (4.2, 50), (4.2, 7), (7.77, 1000)])
+def test_a_variance_within_rounding_error_of_zero_names_the_component(value, n):
+    """n copies of one value: E[x^2] - E[x]^2 rounds to +eps * x^2 here (a '> 0' check let
+    these through with variance ~1e-14); relative to the data's scale that is zero."""
+    frames = np.full(n, value)
+    stats = SufficientStats("diag", zeroth=[2.0, float(n)], first=[[1.0], [frames.sum()]],
+                            second=[[1.0], [(frames * frames).sum()]], log_likelihood=-3.0,
+                            n_frames=2.0 + n)
+    nk = n + 10 * np.finfo(np.float64).eps  # as ml_update divides
+    assert stats.second[1, 0] / nk - (stats.first[1, 0] / nk) ** 2 > 0  # the old rounding
+    with pytest.raises(CovarianceError, match=r"component 1's variance is not positive definite "
+                                              r"\(its variance along feature 0, .* is within "
+                                              r"rounding error of zero") as info:
+        ml_update(stats, reg_covar=0.0)
+    assert "increase reg_covar" in str(info.value)
+    assert ml_update(stats, reg_covar=1e-6).covariances[1, 0] == pytest.approx(1e-6, rel=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_a_component_collapsed_among_varied_data_is_refused(covariance_type):
+    """100 varied frames and 100 copies of one point, two components, no regularisation:
+    the component on the copies is refused by name; reg_covar repairs it."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(100, 2)), np.full((100, 2), 7.77)])
+    kwargs = dict(n_components=2, covariance_type=covariance_type, random_state=0)
+    if covariance_type == "tied":  # a shared covariance does not collapse with one cluster
+        est = GaussianMixture(reg_covar=0.0, **kwargs).fit(X)
+        _assert_finite_model(est, X)
+        return
+    with pytest.raises(CovarianceError, match=r"component \d's (covariance|variance) is not positive "
+                                              r"definite") as info:
+        GaussianMixture(reg_covar=0.0, **kwargs).fit(X)
+    assert "increase reg_covar" in str(info.value)
+    est = GaussianMixture(reg_covar=1e-6, **kwargs).fit(X)
+    _assert_finite_model(est, X)
+    collapsed = int(np.argmin(np.linalg.norm(est.means_ - 7.77, axis=1)))
+    variances = (np.diagonal(est.covariances_, axis1=1, axis2=2) if covariance_type == "full"
+                 else est.covariances_)
+    np.testing.assert_allclose(variances[collapsed], 1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("offset", [0.0, 3.3, 1e3])
+def test_frames_on_a_line_without_regularisation_are_refused(covariance_type, offset):
+    """A full or tied covariance of frames on a line is singular: refused, never a spike."""
+    t = np.random.default_rng(0).normal(size=200)
+    X = np.column_stack([t, 2.0 * t + 0.1]) + offset
+    expected = "the tied covariance" if covariance_type == "tied" else "component 0's covariance"
+    with pytest.raises(CovarianceError, match=f"{expected} is not positive definite"):
+        GaussianMixture(1, covariance_type=covariance_type, reg_covar=0.0).fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("scale, offset", [(1e-6, 0.0), (1e-6, 1e5), (1e-150, 0.0), (1e100, 0.0)],
+                         ids=["1e-6", "1e-6-at-1e5", "1e-150", "1e100"])
+def test_small_and_large_scale_data_fit_without_regularisation(X, covariance_type, scale, offset):
+    """The collapse check is relative: data scaled by any factor (or with a spread of 1e-6 at
+    1e5 from the origin, still 7e4 units in the last place) fits with reg_covar=0, and gives
+    the scaled fit of the unscaled data."""
+    start = dict(weights_init=[0.5, 0.5], means_init=[[0.0, 0.0, 0.0], [6.0, 6.0, 6.0]])
+    reference = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0, **start).fit(X)
+    est = GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0,
+                          weights_init=start["weights_init"],
+                          means_init=np.asarray(start["means_init"]) * scale + offset).fit(X * scale + offset)
+    _assert_finite_model(est, X * scale + offset)
+    rtol = 1e-9 if offset == 0 else 1e-3  # 1e5 + 1e-6 x is itself rounded to 1.5e-5 of x
+    np.testing.assert_allclose(est.weights_, reference.weights_, rtol=rtol)
+    np.testing.assert_allclose((est.means_ - offset) / scale, reference.means_, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(est.covariances_ / scale**2, reference.covariances_, rtol=rtol)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

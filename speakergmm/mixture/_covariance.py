@@ -57,31 +57,65 @@ def _cholesky_lower(matrix: np.ndarray, kind: str, index: int | None) -> np.ndar
         ) from None
 
 
-def precisions_cholesky_from_covariances(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Cholesky factors of the precisions; raises :class:`CovarianceError` naming the component."""
-    if covariance_type == "full":
+def precisions_cholesky_from_covariances(covariances: np.ndarray, covariance_type: str,
+                                         resolution: np.ndarray | None = None) -> np.ndarray:
+    """Cholesky factors of the precisions; raises :class:`CovarianceError` naming the component.
+
+    Parameters
+    ----------
+    covariances : array
+        Shaped as for ``covariance_type``.
+    covariance_type : str
+    resolution : array, optional
+        The smallest variance that rounding error lets the statistics resolve, per
+        component and feature: (K, D) for full and diag, (D,) for tied, (K,) for spherical.
+        A variance (full and tied: a Cholesky pivot, the variance of a feature given the
+        previous ones) at or below it is rounding noise around zero, not a measurement, and
+        is refused like a non-positive one. Without it, only positive definiteness is checked.
+    """
+    if covariance_type in ("full", "tied"):
+        matrices = covariances if covariance_type == "full" else covariances[None]
         # Batched: a per-component scipy loop cost 50x more under 2 BLAS threads.
         try:
-            if not np.all(np.isfinite(covariances)):
+            if not np.all(np.isfinite(matrices)):
                 raise np.linalg.LinAlgError
-            lower = np.linalg.cholesky(covariances)
+            lower = np.linalg.cholesky(matrices)
         except np.linalg.LinAlgError:
-            for k in range(covariances.shape[0]):  # find and name the culprit
-                _cholesky_lower(covariances[k], "covariance", k)
+            for k in range(matrices.shape[0]):  # find and name the culprit
+                _cholesky_lower(matrices[k], "covariance", k if covariance_type == "full" else None)
             raise
+        if resolution is not None:
+            pivots = np.diagonal(lower, axis1=1, axis2=2) ** 2
+            _check_resolved(pivots, np.reshape(resolution, pivots.shape), covariance_type,
+                            "conditional variance")
+        if covariance_type == "tied":
+            return linalg.solve_triangular(lower[0], np.eye(lower.shape[1]), lower=True,
+                                           check_finite=False).T
         return np.swapaxes(np.linalg.inv(lower), 1, 2)
-    if covariance_type == "tied":
-        lower = _cholesky_lower(covariances, "covariance", None)
-        return linalg.solve_triangular(
-            lower, np.eye(covariances.shape[0]), lower=True, check_finite=False
-        ).T
     # diag, spherical
     bad = ~(covariances > 0) | ~np.isfinite(covariances)
     if np.any(bad):
         k = int(np.argwhere(bad)[0][0])
         value = covariances[k] if covariances.ndim == 1 else covariances[k][bad[k]][0]
-        raise CovarianceError(_not_pd_message("variance", k, f"variance {value!r}"))
+        raise CovarianceError(_not_pd_message("variance", k, f"variance {float(value):.3g}"))
+    if resolution is not None:
+        _check_resolved(covariances, resolution, covariance_type, "variance")
     return 1.0 / np.sqrt(covariances)
+
+
+def _check_resolved(variances: np.ndarray, resolution: np.ndarray, covariance_type: str,
+                    what: str) -> None:
+    """Raise for the first variance at or below the rounding resolution."""
+    bad = variances <= resolution
+    if not np.any(bad):
+        return
+    where = tuple(np.argwhere(bad)[0])
+    k = None if covariance_type == "tied" else int(where[0])
+    along = f" along feature {int(where[1])}" if len(where) > 1 else ""
+    detail = (f"its {what}{along}, {float(variances[where]):.3g}, is within rounding error of zero "
+              f"at the data's scale there ({float(resolution[where]):.3g})")
+    kind = "variance" if covariance_type in ("diag", "spherical") else "covariance"
+    raise CovarianceError(_not_pd_message(kind, k, detail))
 
 
 def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:

@@ -7,12 +7,19 @@ from typing import Any
 
 import numpy as np
 
+from speakergmm.mixture._covariance import precisions_cholesky_from_covariances
 from speakergmm.mixture.model import GMM
 from speakergmm.mixture.stats import SufficientStats
 
 # Added to every component's occupancy before dividing, as scikit-learn does, so that an
 # empty component gives finite (if meaningless) statistics instead of 0/0.
 _OCCUPANCY_EPS = 10 * np.finfo(np.float64).eps
+
+# Rounding error allowed for, in units of float64 eps (see _rounding_resolution): measured
+# collapsed components leave variances of at most ~9 eps * mean square (30 identical
+# frames; ~300 eps for 1000, which the sqrt(n) growth covers up to a few hundred frames)
+# and standard deviations of ~1.6 ulp of the mean.
+_ROUNDING_FACTOR = 16.0
 
 
 class EmptyComponentWarning(UserWarning):
@@ -80,6 +87,39 @@ def _covariances_from_moments(stats: SufficientStats, nk: np.ndarray, means: np.
     return var if cov_type == "diag" else var.mean(axis=1)
 
 
+def _rounding_resolution(stats: SufficientStats, nk: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """The smallest variance the statistics can resolve from zero, per component and feature.
+
+    A variance computed from the centred moments carries a rounding error of about
+    ``eps * m`` per accumulated term, where ``m`` is the mean square of the component's frames
+    about the shift (errors of ``n`` terms grow like ``sqrt(n)`` when independent); and a
+    standard deviation of a few units in the last place of the mean is no spread at all,
+    since no data can be represented more finely. Below
+    ``c eps sqrt(n) m + (c eps |mean|)^2`` (``c`` = ``_ROUNDING_FACTOR``) a variance is
+    rounding noise: the component collapsed. The bound is relative (it scales with the
+    data), so data of any overall scale fits; only a component more than about
+    ``1 / sqrt(c eps sqrt(n))`` (~1e6 for n = 1e4) of its own standard deviations away from
+    the mixture's centre is refused without regularisation.
+
+    Shapes: (K, D) for full and diag, (D,) for tied, (K,) for spherical.
+    """
+    eps = np.finfo(np.float64).eps
+    cov_type = stats.covariance_type
+    second = stats.centred_second
+    if cov_type == "full":
+        mean_square = np.diagonal(second, axis1=1, axis2=2) / nk[:, None]
+        count, magnitude = nk[:, None], np.abs(means)
+    elif cov_type == "tied":
+        mean_square = np.diag(second) / nk.sum()
+        count, magnitude = nk.sum(), np.abs(means).max(axis=0)
+    else:
+        mean_square = second / nk[:, None]
+        count, magnitude = nk[:, None], np.abs(means)
+    resolution = (_ROUNDING_FACTOR * eps * np.sqrt(np.maximum(count, 1.0)) * np.abs(mean_square)
+                  + (_ROUNDING_FACTOR * eps * magnitude) ** 2)
+    return resolution.mean(axis=1) if cov_type == "spherical" else resolution
+
+
 def _add_reg(cov: np.ndarray, covariance_type: str, reg_covar: float) -> np.ndarray:
     if covariance_type == "full":
         cov = cov.copy()
@@ -113,7 +153,9 @@ def ml_update(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: A
     Raises
     ------
     CovarianceError
-        If a resulting covariance is not positive definite (names the component).
+        If a resulting covariance is not positive definite, or a variance is within rounding
+        error of zero at the data's scale (a collapsed component; see
+        ``_rounding_resolution``). The message names the component.
     """
     if reg_covar < 0:
         raise ValueError(f"reg_covar must be non-negative; got {reg_covar}")
@@ -137,9 +179,16 @@ def ml_update(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: A
         means[empty] = previous.means[empty]
         if cov_type in ("full", "diag", "spherical"):
             covariances[empty] = previous.covariances[empty]
+    # Variances within rounding error of zero are a collapse, not a fit (whatever the data's
+    # scale): refused, naming the component, like non-positive ones.
+    resolution = _rounding_resolution(stats, nk, means)
+    if previous is not None and np.any(empty) and cov_type != "tied":
+        resolution[empty] = 0.0  # kept from the previous mixture, not estimated
+    precisions_cholesky = precisions_cholesky_from_covariances(covariances, cov_type, resolution)
     if dtype is None:
         dtype = previous.dtype if previous is not None else np.float64
-    return GMM(weights, means, covariances, cov_type, dtype=dtype)
+    return GMM(weights, means, covariances, cov_type, dtype=dtype,
+               _precisions_cholesky=precisions_cholesky)
 
 
 def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.0,
