@@ -113,6 +113,12 @@ class SelectionResult:
         """The chosen fit's value of the criterion."""
         return float(self.rows[self.best_index_][_score_column(self.criterion)])
 
+    def best_row(self, criterion: str | None = None) -> dict[str, Any]:
+        """The row of the best fit by a criterion (default: the one used for selection), so
+        that one sweep answers "what would AIC have chosen?" as well."""
+        criterion = _check_criterion(criterion or self.criterion)
+        return dict(self.rows[_best_index(self.rows, criterion)])
+
     def scores(self, criterion: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per covariance type, ``(n_components, values)`` of a criterion (default: the one
         used for selection), sorted by ``n_components``; failed fits are left out."""
@@ -244,6 +250,16 @@ def _check_criterion(criterion: Any) -> str:
         raise ValueError(f"criterion must be one of {', '.join(map(repr, CRITERIA))}; "
                          f"got {criterion!r}")
     return criterion
+
+
+def _best_index(rows: list[dict[str, Any]], criterion: str) -> int:
+    column = _score_column(criterion)
+    candidates = [i for i, row in enumerate(rows) if np.isfinite(row[column])]
+    if not candidates:
+        raise ValueError(f"no fit has a finite {criterion} score")
+    sign = 1.0 if CRITERIA[criterion] else -1.0
+    # Ties (rare) go to the first row: the smaller model of the first covariance type.
+    return min(candidates, key=lambda i: (sign * rows[i][column], i))
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -492,14 +508,10 @@ def select_mixture(
                                         enabled=progress, unit="fit"))
 
     rows = [row for row, _ in results]
-    column = _score_column(criterion)
-    candidates = [i for i, row in enumerate(rows) if np.isfinite(row[column])]
-    if not candidates:
+    if not any(np.isfinite(row[_score_column(criterion)]) for row in rows):
         reasons = "; ".join(sorted({row["error"] for row in rows if row["error"]}))
         raise ValueError(f"every fit failed ({len(rows)} fits): {reasons}")
-    sign = 1.0 if CRITERIA[criterion] else -1.0
-    # Ties (rare) go to the first row: the smaller model of the first covariance type.
-    best = min(candidates, key=lambda i: (sign * rows[i][column], i))
+    best = _best_index(rows, criterion)
     n_bad = sum(1 for row in rows if not row["converged"] and not row["error"])
     if n_bad:
         warnings.warn(f"{n_bad} of {len(rows)} fits did not converge within max_iter (see the "
