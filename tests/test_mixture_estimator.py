@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.mixture import GMM, GaussianMixture
+from speakergmm.mixture.em import frame_axes, split_components
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 CENTRES = np.array([[0.0, 0.0], [10.0, 1.0], [3.0, 9.0]])
@@ -62,12 +63,6 @@ def _random_layout(seed: int, K: int, D: int):
 
 
 # ---------------------------------------------------------------------------- initialisation
-_SPLIT_BUG = pytest.mark.xfail(strict=True, reason=(
-    "core bug: init_params='split' moves diagonal components by +-0.2 sd along (1, ..., 1) and "
-    "runs split_iter=5 EM iterations per size; here that ends in a local optimum "
-    "(split_iter=10 recovers the blobs)"))
-
-
 _INIT_OPTIONS = {
     "kmeans": {},
     "k-means++": {},
@@ -79,8 +74,7 @@ _INIT_OPTIONS = {
     "split": {},
 }
 _INIT_CASES = [
-    pytest.param(init, cov, marks=[_SPLIT_BUG] if init == "split" and cov == "diag" else [],
-                 id=f"{init}-{cov}")
+    pytest.param(init, cov, id=f"{init}-{cov}")
     for init in _INIT_OPTIONS for cov in COVARIANCE_TYPES
     # Tied covariances + random responsibilities: a practical fixed point of EM
     # (scikit-learn recovers these blobs from 0 of 10 seeds either).
@@ -103,11 +97,10 @@ def _recovered(est: GaussianMixture, centres: np.ndarray, atol: float = 0.3) -> 
     return bool(distance.min(axis=0).max() < atol)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: binary splitting by +-0.2 sd (along (1, ..., 1), or the principal axis for full) "
-    "with 5 EM iterations per size recovers 13-17 of these 20 layouts, k-means 20"))
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_split_init_is_as_reliable_as_kmeans_in_random_layouts(covariance_type):
+    """Splits of +-0.2 sd along (1, ..., 1) recovered 13-17 of these 20 layouts; along each
+    component's widest axis by 0.8 sd (the centroids of a Gaussian's halves) they match k-means."""
     by_kmeans = by_split = 0
     for seed in range(10):
         for K, D in ((3, 2), (4, 3)):
@@ -118,6 +111,49 @@ def test_split_init_is_as_reliable_as_kmeans_in_random_layouts(covariance_type):
                                                    init_params="split").fit(X), centres)
     assert by_kmeans >= 18  # the layouts are easy
     assert by_split >= by_kmeans - 1, (by_split, by_kmeans)
+
+
+def test_split_components_moves_along_the_widest_axis():
+    diag = GMM([1.0], [[1.0, 2.0, 3.0]], [[1.0, 4.0, 0.25]], "diag")
+    split = split_components(diag, 2, perturbation=0.8, direction="widest")
+    np.testing.assert_allclose(split.means, [[1.0, 2.0 - 1.6, 3.0], [1.0, 2.0 + 1.6, 3.0]])
+    np.testing.assert_allclose(split.weights, [0.5, 0.5])
+    np.testing.assert_array_equal(split.covariances, [[1.0, 4.0, 0.25]] * 2)
+    # The default (HTK-style mixing-up, as the GMM-HMM uses): every dimension by 0.2 sd.
+    legacy = split_components(diag, 2)
+    np.testing.assert_allclose(legacy.means[1] - legacy.means[0], 0.4 * np.sqrt([1.0, 4.0, 0.25]))
+    rotation = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    cov = rotation @ np.diag([9.0, 1.0]) @ rotation.T
+    for covariance_type, covariances in (("full", cov[None]), ("tied", cov)):
+        split = split_components(GMM([1.0], [[0.0, 0.0]], covariances, covariance_type), 2,
+                                 perturbation=0.8, direction="widest")
+        np.testing.assert_allclose(np.abs(split.means[1]), 0.8 * 3.0 * np.abs(rotation[:, 0]))
+    spherical = split_components(GMM([1.0], [[0.0, 0.0]], [4.0], "spherical"), 2,
+                                 perturbation=0.8, direction="widest")
+    np.testing.assert_allclose(np.linalg.norm(spherical.means[1]), 0.8 * 2.0)
+    # Given axes override the model's; three components from two: the heavier one is split.
+    two = GMM([0.7, 0.3], [[0.0, 0.0], [5.0, 5.0]], [[1.0, 1.0], [1.0, 1.0]], "diag")
+    three = split_components(two, 3, perturbation=1.0, axes=[[0.0, 2.0], [1.0, 0.0]])
+    np.testing.assert_allclose(three.means, [[0.0, -2.0], [5.0, 5.0], [0.0, 2.0]])
+    np.testing.assert_allclose(three.weights, [0.35, 0.3, 0.35])
+    with pytest.raises(ValueError, match="direction must be one of widest, all; got 'up'"):
+        split_components(two, 4, direction="up")
+    with pytest.raises(ValueError, match=r"axes must be a finite array of shape \(2, 2\)"):
+        split_components(two, 4, axes=np.zeros((3, 2)))
+
+
+def test_frame_axes_are_the_principal_axes_of_each_components_frames():
+    """Spherical components know no shape: the frames' scatter gives their widest axis."""
+    rng = np.random.default_rng(0)
+    rotation = np.array([[np.cos(1.0), -np.sin(1.0)], [np.sin(1.0), np.cos(1.0)]])
+    elongated = (rng.normal(size=(4000, 2)) * [3.0, 0.5]) @ rotation.T
+    X = np.vstack([elongated, rng.normal(size=(4000, 2)) * [0.5, 2.0] + [40.0, 0.0]])
+    gmm = GMM([0.5, 0.5], [[0.0, 0.0], [40.0, 0.0]], [2.0, 2.0], "spherical")
+    axes = frame_axes(gmm, X)
+    np.testing.assert_allclose(np.abs(axes[0]), 3.0 * np.abs(rotation[:, 0]), rtol=0.05, atol=0.05)
+    np.testing.assert_allclose(np.abs(axes[1]), [0.0, 2.0], rtol=0.05, atol=0.05)
+    # The same through chunks.
+    np.testing.assert_allclose(frame_axes(gmm, [X[:3000], X[3000:]]), axes, rtol=1e-9, atol=1e-12)
 
 
 def test_user_initial_parameters_are_used(blobs):
