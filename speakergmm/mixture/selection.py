@@ -149,6 +149,7 @@ class SelectionResult:
         lines = []
         for i, row in enumerate(self.rows):
             note = row["error"] or ("" if row["converged"] else "not converged")
+            note = note if len(note) <= 72 else note[:71] + "…"
             cells = ["*" if i == self.best_index_ else "", str(row["n_components"]),
                      row["covariance_type"], str(row["n_parameters"]), _fmt(row["bic"]),
                      _fmt(row["aic"]), _fmt(row["train_log_likelihood"], 4)]
@@ -464,6 +465,11 @@ def select_mixture(
         raise ValueError(f"jobs must be an integer (0 or None: all cores); got {jobs!r}")
     X = validate_X(X, "X")
     seed, rng = _seed(random_state)
+    try:  # bad values in estimator_params fail here once, not in every fit of the sweep
+        GaussianMixture(n_components=sizes[0], covariance_type=cov_types[0],
+                        **params)._check_parameters(X.shape[1])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"estimator_params: {exc}") from None
 
     if X_heldout is not None:
         if validation_fraction is not None:
