@@ -84,7 +84,7 @@ def test_non_numeric_and_misshapen_data_are_refused(X, fitted):
 
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score", "bic"])
 def test_wrong_number_of_features_at_predict_time(fitted, method):
-    with pytest.raises(ValueError, match="X has 4 features, but the model expects 3 features"):
+    with pytest.raises(ValueError, match="X has 4 features, but GaussianMixture is expecting 3 features"):
         getattr(fitted, method)(np.zeros((5, 4)))
     with pytest.raises(ValueError, match="X has 4 features, but the model expects 3 features"):
         fitted.gmm_.log_joint(np.zeros((5, 4)))

@@ -125,6 +125,22 @@ def test_parity_on_fsdd_mfcc_frames(fsdd):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_far_from_the_origin_nothing_changes(blobs, covariance_type):
+    """The ELBO and the fit are translation invariant (default priors follow the data), and
+    the statistics' centred moments keep them exact to rounding at an offset of 1e5.
+
+    (Not ``random_from_data``: its start gives responsibilities to K samples only, and for
+    ``tied`` the statistics then stay raw to reproduce scikit-learn's update exactly.)"""
+    kwargs = dict(n_components=3, covariance_type=covariance_type, tol=0, max_iter=8,
+                  init_params="random", random_state=0)
+    near = BayesianGaussianMixture(**kwargs).fit(blobs)
+    far = BayesianGaussianMixture(**kwargs).fit(blobs + 1e5)
+    np.testing.assert_allclose(far.lower_bounds_, near.lower_bounds_, rtol=1e-9)
+    np.testing.assert_allclose(far.means_ - 1e5, near.means_, atol=1e-8)
+    np.testing.assert_allclose(far.covariances_, near.covariances_, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_entropy_from_statistics_equals_the_direct_sum(blobs, covariance_type):
     """-sum r log r computed from the statistics equals the sum over responsibilities,
     also with sample weights."""
@@ -340,7 +356,7 @@ def test_bad_input(blobs):
     with pytest.raises(NotFittedError, match="BayesianGaussianMixture instance is not fitted"):
         BayesianGaussianMixture().predict(blobs)
     est = BayesianGaussianMixture(n_components=2, random_state=0).fit(blobs)
-    with pytest.raises(ValueError, match="X has 2 features, but the model expects 3"):
+    with pytest.raises(ValueError, match="X has 2 features, but BayesianGaussianMixture is expecting 3 features as input"):
         est.score_samples(blobs[:, :2])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the protocol methods must not warn

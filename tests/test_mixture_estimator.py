@@ -316,7 +316,7 @@ def test_partial_fit_validates_its_input(blobs):
     with pytest.raises(ValueError, match="n_samples >= n_components=3"):
         est.partial_fit(blobs[:2])
     est.partial_fit(blobs[:100])
-    with pytest.raises(ValueError, match="3 features, but the model expects 2"):
+    with pytest.raises(ValueError, match="3 features, but GaussianMixture is expecting 2"):
         est.partial_fit(np.ones((10, 3)))
 
 

@@ -56,9 +56,11 @@ def _not_fitted_error_class() -> type:
     return _SKLEARN_NOT_FITTED[base]
 
 
-def validate_X(X: Any, name: str = "X", n_features: int | None = None) -> np.ndarray:
+def validate_X(X: Any, name: str = "X", n_features: int | None = None,
+               estimator: str = "the model") -> np.ndarray:
     """Check data given to an estimator; the errors use scikit-learn's wording where its
-    tools look for it (sparse input, complex numbers, 1-D input, zero features)."""
+    tools look for it (sparse input, complex numbers, 1-D input, zero features, a feature
+    count other than the fitted one)."""
     if type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(f"{name} is a sparse matrix, and sparse input is not supported: pass a "
                         "dense array (X.toarray())")
@@ -81,6 +83,9 @@ def validate_X(X: Any, name: str = "X", n_features: int | None = None) -> np.nda
     if arr.ndim == 2 and arr.shape[0] == 0:
         raise ValueError(f"{name} has 0 sample(s) (shape={arr.shape}) while a minimum of 1 is "
                          "required.")
+    if n_features is not None and arr.ndim == 2 and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but {estimator} is expecting "
+                         f"{n_features} features as input")
     return check_frames(arr, name, n_features)
 
 
@@ -205,7 +210,7 @@ class MixtureEstimator:
         return self._check_fitted(), 0.0
 
     def _X(self, X: Any) -> np.ndarray:
-        return validate_X(X, "X", self._check_fitted().n_features)
+        return validate_X(X, "X", self._check_fitted().n_features, type(self).__name__)
 
     # ------------------------------------------------------------------ fitted parameters
     weights_ = property(lambda self: self._check_fitted().weights)

@@ -219,22 +219,28 @@ def variational_gmm(posterior: VariationalPosterior, dtype: type = np.float64) -
 
 
 def expected_log_density(gmm: GMM, stats: SufficientStats) -> float:
-    """``sum_nk r_nk log N(x_n | mu_k, Sigma_k)`` from the statistics the E-step of ``gmm`` gave."""
+    """``sum_nk r_nk log N(x_n | mu_k, Sigma_k)`` from the statistics the E-step of ``gmm`` gave.
+
+    Computed from the moments about the statistics' shift (the E-step's centre), so data
+    far from the origin lose no precision.
+    """
     cov_type, D = gmm.covariance_type, gmm.n_features
-    nk, mu = stats.zeroth, gmm.means
+    nk = stats.zeroth
+    mu = gmm.means - stats.shift
+    first, second = stats.centred_first, stats.centred_second
     precision = gmm.precisions
     if cov_type == "full":
         # sum_n r (x - mu)^T P (x - mu) = tr(P S) - 2 mu^T P F + n mu^T P mu
         P_mu = np.einsum("kij,kj->ki", precision, mu)
-        quad = (np.einsum("kij,kij->k", precision, stats.second)
-                - 2.0 * np.einsum("ki,ki->k", P_mu, stats.first) + nk * np.einsum("ki,ki->k", P_mu, mu))
+        quad = (np.einsum("kij,kij->k", precision, second)
+                - 2.0 * np.einsum("ki,ki->k", P_mu, first) + nk * np.einsum("ki,ki->k", P_mu, mu))
     elif cov_type == "tied":  # only the sum over components is available, and needed
         P_mu = mu @ precision
-        quad = (np.sum(precision * stats.second) - 2.0 * np.sum(P_mu * stats.first)
+        quad = (np.sum(precision * second) - 2.0 * np.sum(P_mu * first)
                 + np.sum(nk * np.einsum("ki,ki->k", P_mu, mu)))
     else:
         P = precision if cov_type == "diag" else precision[:, None]
-        quad = np.sum(P * (stats.second - 2.0 * mu * stats.first + nk[:, None] * mu * mu), axis=1)
+        quad = np.sum(P * (second - 2.0 * mu * first + nk[:, None] * mu * mu), axis=1)
     log_det = log_det_precisions_cholesky(gmm.precisions_cholesky, cov_type, D)
     return float(np.sum(nk * (log_det - 0.5 * D * _LOG_2PI)) - 0.5 * np.sum(quad))
 

@@ -264,7 +264,7 @@ class GaussianMixture(MixtureEstimator):
         For exact full-batch results on data that is too large for memory, use
         :meth:`fit_chunks` instead.
         """
-        X = validate_X(X, "X", getattr(self, "n_features_in_", None))
+        X = validate_X(X, "X", getattr(self, "n_features_in_", None), type(self).__name__)
         w = check_sample_weight(sample_weight, X.shape[0])
         if not 0.5 < decay <= 1.0:
             raise ValueError(f"decay must lie in (0.5, 1]; got {decay}")
@@ -281,26 +281,21 @@ class GaussianMixture(MixtureEstimator):
             self.converged_, self.lower_bounds_ = False, []
         gmm = self._check_fitted()
         _, batch = gmm.e_step(X, w)
-        scale = 1.0 / batch.n_frames
-        # After fit() (or load) the running statistics start from this batch.
+        # After fit() (or load) the running statistics start from this batch. Per-frame
+        # normalised statistics are mixed in their centred form (SufficientStats.scaled).
+        normalised = batch.scaled(1.0 / batch.n_frames)
         previous = getattr(self, "_online_stats", None)
         steps = getattr(self, "_online_steps", 0)
-        eta = (steps + 2.0) ** -decay if previous is not None else 1.0
-
-        def mix(name: str) -> np.ndarray:
-            new = getattr(batch, name) * scale
-            return new if previous is None else (1 - eta) * getattr(previous, name) + eta * new
-
-        log_likelihood = batch.log_likelihood * scale
-        self._online_stats = SufficientStats(
-            batch.covariance_type, mix("zeroth"), mix("first"), mix("second"),
-            log_likelihood if previous is None
-            else (1 - eta) * previous.log_likelihood + eta * log_likelihood, 1.0)
+        if previous is None:
+            self._online_stats = normalised
+        else:
+            eta = (steps + 2.0) ** -decay
+            self._online_stats = previous.scaled(1.0 - eta) + normalised.scaled(eta)
         self._online_steps = steps + 1
         if not hasattr(self, "lower_bounds_"):
             self.lower_bounds_ = []
         self._gmm = ml_update(self._online_stats, self.reg_covar, self.variance_floor, previous=gmm)
-        self.lower_bound_ = log_likelihood
+        self.lower_bound_ = normalised.log_likelihood
         self.lower_bounds_.append(self.lower_bound_)
         self.n_iter_ = self._online_steps
         return self
