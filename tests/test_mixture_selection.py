@@ -264,3 +264,10 @@ def test_bad_arguments(X, kwargs, message):
 def test_bad_data(data, message):
     with pytest.raises(ValueError, match=message):
         select_mixture(data, [1])
+
+
+def test_progress_bar_on_request(X, capsys):
+    select_mixture(X, [1, 2], "diag", random_state=0, progress=True)
+    assert "mixture sweep (bic)" in capsys.readouterr().err
+    select_mixture(X, [1, 2], "diag", random_state=0, progress=False)
+    assert "mixture sweep" not in capsys.readouterr().err
