@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
-from speakergmm.mixture import BayesianGaussianMixture, GaussianMixture  # noqa: E402
+from speakergmm.mixture import (  # noqa: E402
+    BayesianGaussianMixture,
+    DensityAnomalyDetector,
+    GaussianMixture,
+    select_mixture,
+)
 
-__all__ = ["BayesianGaussianMixture", "GaussianMixture", "__version__"]
+__all__ = ["BayesianGaussianMixture", "DensityAnomalyDetector", "GaussianMixture",
+           "select_mixture", "__version__"]

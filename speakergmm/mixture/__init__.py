@@ -8,10 +8,13 @@
 - :class:`GaussianMixture` is the scikit-learn style estimator built on them, and
   :class:`BayesianGaussianMixture` its variational Bayesian counterpart on the same
   E-step and statistics.
+- :func:`select_mixture` sweeps sizes and covariance types by BIC, AIC or held-out
+  likelihood; :class:`DensityAnomalyDetector` flags samples of low density.
 """
 
 from speakergmm.mixture._covariance import COVARIANCE_TYPES, CovarianceError, n_parameters
 from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError
+from speakergmm.mixture.anomaly import DensityAnomalyDetector, threshold_for_false_alarm_rate
 from speakergmm.mixture.bayesian import BayesianGaussianMixture
 from speakergmm.mixture.em import (
     EMResult,
@@ -24,13 +27,15 @@ from speakergmm.mixture.em import (
 )
 from speakergmm.mixture.gaussian_mixture import GaussianMixture
 from speakergmm.mixture.model import GMM, check_frames
+from speakergmm.mixture.selection import SelectionResult, select_mixture
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import EmptyComponentWarning, map_update, ml_update
 
 __all__ = [
     "BayesianGaussianMixture", "COVARIANCE_TYPES", "ConvergenceWarning", "CovarianceError",
-    "EMResult", "EmptyComponentWarning", "GMM", "GaussianMixture", "MixtureEstimator",
-    "NotFittedError", "SufficientStats", "accumulate", "binary_split_fit", "check_frames",
-    "iter_chunks", "map_update", "ml_update", "n_parameters", "run_em", "split_components",
-    "stats_from_responsibilities", "trivial_gmm",
+    "DensityAnomalyDetector", "EMResult", "EmptyComponentWarning", "GMM", "GaussianMixture",
+    "MixtureEstimator", "NotFittedError", "SelectionResult", "SufficientStats", "accumulate",
+    "binary_split_fit", "check_frames", "iter_chunks", "map_update", "ml_update", "n_parameters",
+    "run_em", "select_mixture", "split_components", "stats_from_responsibilities",
+    "threshold_for_false_alarm_rate", "trivial_gmm",
 ]
