@@ -172,6 +172,22 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     return int(cov_params + n_components * n_features + n_components - 1)
 
 
-def triu_outer(X: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Upper triangle of every frame's outer product x x^T, flattened: (N, D(D+1)/2)."""
-    return X[:, rows] * X[:, cols]
+def triu_design(X: np.ndarray) -> np.ndarray:
+    """``[triu(x x^T), x, 1]`` for every frame: (N, D(D+1)/2 + D + 1), in Fortran order.
+
+    The upper triangle is packed row by row (``np.triu_indices`` order). It is built
+    transposed, one contiguous block ``x_i * x[i:]`` per row ``i`` of the triangle, which
+    ran 3-4x faster than gathering ``X[:, rows] * X[:, cols]`` (two (N, D(D+1)/2) gathers);
+    the matrix products take the transposed layout at no cost.
+    """
+    N, D = X.shape
+    XT = np.ascontiguousarray(X.T)
+    n_pairs = D * (D + 1) // 2
+    out = np.empty((n_pairs + D + 1, N), dtype=X.dtype)
+    offset = 0
+    for i in range(D):
+        np.multiply(XT[i], XT[i:], out=out[offset:offset + D - i])
+        offset += D - i
+    out[n_pairs:n_pairs + D] = XT
+    out[-1] = 1.0
+    return out.T
