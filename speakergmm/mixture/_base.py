@@ -99,13 +99,16 @@ def _same(value: Any, default: Any) -> bool:
         return False
 
 
-class MixtureEstimator:
-    """Base class of the mixture estimators (see the module docstring)."""
+class ParamsMixin:
+    """The estimator protocol scikit-learn's tools rely on, without importing scikit-learn.
 
-    #: Names of the initialisations a subclass accepts (validated by ``_check_common``).
-    _INIT_METHODS: tuple[str, ...] = ()
+    Constructor parameters are the attributes named in ``__init__``'s signature (stored
+    unchanged, as ``clone`` requires); ``name__param`` reaches into nested estimators;
+    ``_ESTIMATOR_TYPE`` is the scikit-learn estimator type reported in the tags.
+    """
 
-    # ------------------------------------------------------------------ estimator protocol
+    _ESTIMATOR_TYPE: str | None = None
+
     @classmethod
     def _get_param_names(cls) -> list[str]:
         signature = inspect.signature(cls.__init__)
@@ -122,24 +125,27 @@ class MixtureEstimator:
             params[name] = value
         return params
 
-    def set_params(self, **params: Any) -> "MixtureEstimator":
+    def set_params(self, **params: Any) -> "ParamsMixin":
         """Set constructor parameters (``name__param`` reaches into nested estimators)."""
-        valid = self.get_params(deep=True)
+        names = self._get_param_names()
         nested: dict[str, dict[str, Any]] = {}
         for key, value in params.items():
             name, delimiter, sub = key.partition("__")
-            if name not in valid:
+            if name not in names:
                 raise ValueError(
                     f"invalid parameter {name!r} for {type(self).__name__}; valid parameters "
-                    f"are: {', '.join(self._get_param_names())}"
+                    f"are: {', '.join(names)}"
                 )
             if delimiter:
                 nested.setdefault(name, {})[sub] = value
             else:
                 setattr(self, name, value)
-                valid[name] = value
         for name, sub_params in nested.items():
-            valid[name].set_params(**sub_params)
+            target = getattr(self, name)
+            if target is None or not hasattr(target, "set_params"):
+                raise ValueError(f"cannot set {', '.join(name + '__' + k for k in sub_params)}: "
+                                 f"{name} is {target!r}, which has no parameters")
+            target.set_params(**sub_params)
         return self
 
     def __repr__(self) -> str:
@@ -152,8 +158,16 @@ class MixtureEstimator:
         # Only scikit-learn calls this, so importing it here costs nothing otherwise.
         from sklearn.utils import Tags, TargetTags
 
-        return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False),
+        return Tags(estimator_type=self._ESTIMATOR_TYPE, target_tags=TargetTags(required=False),
                     transformer_tags=None, regressor_tags=None, classifier_tags=None)
+
+
+class MixtureEstimator(ParamsMixin):
+    """Base class of the mixture estimators (see the module docstring)."""
+
+    _ESTIMATOR_TYPE = "density_estimator"
+    #: Names of the initialisations a subclass accepts (validated by ``_check_common``).
+    _INIT_METHODS: tuple[str, ...] = ()
 
     def __sklearn_is_fitted__(self) -> bool:
         return getattr(self, "_gmm", None) is not None

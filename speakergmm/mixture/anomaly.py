@@ -25,12 +25,11 @@ computed some other way (e.g. per-utterance averages of frame scores).
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Any
 
 import numpy as np
 
-from speakergmm.mixture._base import _not_fitted_error_class, validate_X
+from speakergmm.mixture._base import ParamsMixin, _not_fitted_error_class, validate_X
 
 __all__ = ["DensityAnomalyDetector", "threshold_for_false_alarm_rate"]
 
@@ -82,7 +81,7 @@ def _clone(estimator: Any) -> Any:
     return copy.deepcopy(estimator)
 
 
-class DensityAnomalyDetector:
+class DensityAnomalyDetector(ParamsMixin):
     """Flag samples whose log-density under a mixture falls below a threshold.
 
     Parameters
@@ -150,56 +149,9 @@ class DensityAnomalyDetector:
         self.prefit = prefit
         self.random_state = random_state
 
+    _ESTIMATOR_TYPE = "outlier_detector"
+
     # ------------------------------------------------------------------ estimator protocol
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return sorted(name for name in signature.parameters if name != "self")
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters, and with ``deep`` the estimator's as ``estimator__*``."""
-        params: dict[str, Any] = {}
-        for name in self._get_param_names():
-            value = getattr(self, name)
-            if deep and hasattr(value, "get_params") and not isinstance(value, type):
-                params.update((f"{name}__{key}", v) for key, v in value.get_params().items())
-            params[name] = value
-        return params
-
-    def set_params(self, **params: Any) -> "DensityAnomalyDetector":
-        """Set parameters; ``estimator__name`` reaches into the density estimator."""
-        names = self._get_param_names()
-        nested: dict[str, dict[str, Any]] = {}
-        for key, value in params.items():
-            name, delimiter, sub = key.partition("__")
-            if name not in names:
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid "
-                                 f"parameters are: {', '.join(names)}")
-            if delimiter:
-                nested.setdefault(name, {})[sub] = value
-            else:
-                setattr(self, name, value)
-        for name, sub_params in nested.items():
-            target = getattr(self, name)
-            if target is None or not hasattr(target, "set_params"):
-                raise ValueError(f"cannot set {', '.join(name + '__' + k for k in sub_params)}: "
-                                 f"{name} is {target!r}, which has no parameters")
-            target.set_params(**sub_params)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
-        shown = [f"{name}={getattr(self, name)!r}" for name in self._get_param_names()
-                 if getattr(self, name) is not defaults[name] and not (
-                     _is_number(getattr(self, name)) and getattr(self, name) == defaults[name])]
-        return f"{type(self).__name__}({', '.join(shown)})"
-
-    def __sklearn_tags__(self) -> Any:
-        from sklearn.utils import Tags, TargetTags
-
-        return Tags(estimator_type="outlier_detector", target_tags=TargetTags(required=False),
-                    transformer_tags=None, regressor_tags=None, classifier_tags=None)
-
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "threshold_")
 
