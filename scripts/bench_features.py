@@ -17,12 +17,14 @@ the run had on average (CPU / wall): on a shared machine a two-job run that got
 ``cores_used`` well below 2 was starved by other work, not slowed by its own overheads.
 
 Each timing is the best of ``--repeat`` interleaved rounds (the machine may be shared);
+each round runs each of ours ``--ours-repeat`` times, the job counts in alternating order,
+and the two-job speed-up is also given as the median of the ratios of adjacent runs;
 start-up costs that both pay once per process (importing librosa, its numba kernels) are
 done before timing. Prints ONE JSON line on stdout, a readable table on stderr.
 
 Usage::
 
-    python scripts/bench_features.py [--fsdd DIR] [--limit N] [--repeat 3]
+    python scripts/bench_features.py [--fsdd DIR] [--limit N] [--repeat 3] [--ours-repeat 3]
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="FSDD recordings folder (default: $SPEAKERGMM_FSDD or ../shared/data/fsdd/recordings)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N files")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; best of them is reported")
+    parser.add_argument("--ours-repeat", type=int, default=3,
+                        help="runs of each of ours per round (default 3; ours is cheap next to the peer)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="worker counts to time (default 1 2)")
     args = parser.parse_args(argv)
 
@@ -106,16 +110,19 @@ def main(argv: list[str] | None = None) -> int:
             for p in paths:
                 peer_features(p)
             timings["peer"].append(time.perf_counter() - start)
-            for jobs in args.jobs:
-                out = work / f"feats_j{jobs}"
-                shutil.rmtree(out, ignore_errors=True)
-                start, cpu_start = time.perf_counter(), _cpu_seconds()
-                report = extract_data_dir(work / "data", out, config, jobs=jobs, progress=False)
-                timings[f"ours_jobs{jobs}"].append(time.perf_counter() - start)
-                cpu[f"ours_jobs{jobs}"].append(_cpu_seconds() - cpu_start)
-                if report.skipped:
-                    print(report.summary(), file=sys.stderr)
-                audio_seconds, n_frames = report.audio_seconds, report.n_frames
+            # ours is cheap next to the peer: several runs per round, the job counts in
+            # alternating order so that a drifting machine favours neither
+            for inner in range(args.ours_repeat):
+                for jobs in (args.jobs if inner % 2 == 0 else args.jobs[::-1]):
+                    out = work / f"feats_j{jobs}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    start, cpu_start = time.perf_counter(), _cpu_seconds()
+                    report = extract_data_dir(work / "data", out, config, jobs=jobs, progress=False)
+                    timings[f"ours_jobs{jobs}"].append(time.perf_counter() - start)
+                    cpu[f"ours_jobs{jobs}"].append(_cpu_seconds() - cpu_start)
+                    if report.skipped:
+                        print(report.summary(), file=sys.stderr)
+                    audio_seconds, n_frames = report.audio_seconds, report.n_frames
             start = time.perf_counter()
             report = extract_data_dir(work / "data", work / f"feats_j{args.jobs[0]}", config,
                                       jobs=args.jobs[0], progress=False)
@@ -155,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             if jobs != 1:
                 key = f"ours_jobs{jobs}"
                 result[f"speedup_jobs{jobs}_vs_jobs1"] = round(best["ours_jobs1"] / best[key], 2)
-                # the two runs of one round are seconds apart: on a machine whose speed
-                # drifts, their ratio is the steadier figure
+                # paired runs are a second apart: on a machine whose speed drifts, the
+                # median of their ratios is the steadier figure
                 paired = [a / b for a, b in zip(timings["ours_jobs1"], timings[key])]
                 result[f"speedup_jobs{jobs}_vs_jobs1_median_paired"] = round(float(np.median(paired)), 2)
     result["ours_cached_s"] = round(best["ours_cached"], 3)

@@ -56,11 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(data: str | os.PathLike, out: str | os.PathLike, n_components: int | None = None, top_c: int = 5,
         relevance_factor: float = 16.0, protocols: tuple[str, ...] = ("train", "digits"), jobs: int = 0,
-        log=None, settings=None) -> dict:
+        log=None, settings=None, feature_config=None) -> dict:
     """Run the recipe; returns the train protocol's results dict (see the module docstring).
 
     ``settings`` (a :class:`~speakergmm.verification.pipeline.VerifySettings`) replaces the
-    one built from ``n_components``, ``top_c``, ``relevance_factor`` and ``jobs``.
+    one built from ``n_components``, ``top_c``, ``relevance_factor`` and ``jobs``;
+    ``feature_config`` (a :class:`~speakergmm.features.FeatureConfig`) replaces the recipe's
+    front end.
     """
     from speakergmm.corpus import Trial, make_data_dir, write_trials
     from speakergmm.io import atomic_write_json
@@ -99,7 +101,7 @@ def run(data: str | os.PathLike, out: str | os.PathLike, n_components: int | Non
     }
     timings["data"] = time.perf_counter() - t0
 
-    config = default_feature_config(sample_rate=8000)
+    config = feature_config if feature_config is not None else default_feature_config(sample_rate=8000)
     stage = prepare_features(out / "data" / "all", out / "features", config, jobs=jobs, log=log)
     _, store = stage.value
     timings["features"] = stage.seconds
