@@ -348,6 +348,33 @@ def test_save_load_round_trip(blobs, tmp_path, covariance_type, dtype):
     loaded.set_params(warm_start=True, max_iter=2).fit(blobs)
 
 
+@pytest.mark.parametrize("floor", [None, 0.05, [0.02, 0.3]])
+def test_save_load_keeps_the_variance_floor(blobs, tmp_path, floor):
+    est = GaussianMixture(3, covariance_type="diag", random_state=0, variance_floor=floor).fit(blobs)
+    est.save(tmp_path / "model.gm")
+    loaded = GaussianMixture.load(tmp_path / "model.gm")
+    if floor is None:
+        assert loaded.variance_floor is None
+        return
+    np.testing.assert_array_equal(loaded.variance_floor, floor)
+    # Training the loaded model further still honours the floor: frames that sit almost
+    # exactly on the means would otherwise shrink the variances far below it.
+    rng = np.random.default_rng(1)
+    tight = np.repeat(loaded.means_, 50, axis=0) + 1e-4 * rng.standard_normal((150, 2))
+    loaded.set_params(warm_start=True, max_iter=3).fit(tight)
+    assert np.all(loaded.covariances_ >= np.broadcast_to(floor, (2,)) * (1 - 1e-9))
+
+
+def test_load_refuses_an_invalid_variance_floor(saved, tmp_path):
+    _, path = saved
+    arrays, meta, _ = load_model_file(path, "speakergmm.GaussianMixture")
+    meta["variance_floor"] = [0.1, 0.2, 0.3]  # 3 values for 2 features
+    bad = tmp_path / "bad.gm"
+    save_model_file(bad, "speakergmm.GaussianMixture", 1, arrays, meta)
+    with pytest.raises(ValueError, match="invalid GaussianMixture file"):
+        GaussianMixture.load(bad)
+
+
 def test_gmm_save_load_round_trip(tmp_path):
     gmm = GMM([0.25, 0.75], [[0.0, 1.0], [3.0, -1.0]],
               [[[1.0, 0.2], [0.2, 0.5]], [[0.7, -0.1], [-0.1, 0.9]]], "full")

@@ -29,7 +29,7 @@ from speakergmm.mixture._base import (
 from speakergmm.mixture.em import ChunkSource, accumulate, binary_split_fit, run_em
 from speakergmm.mixture.model import GMM, as_generator, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
-from speakergmm.mixture.update import ml_update
+from speakergmm.mixture.update import _variance_floor_vector, ml_update
 
 ESTIMATOR_FORMAT = "speakergmm.GaussianMixture"
 ESTIMATOR_VERSION = 1
@@ -326,7 +326,8 @@ class GaussianMixture(MixtureEstimator):
         meta = {name: getattr(self, name) for name in self._HYPERPARAMETERS}
         meta.update(dtype=np.dtype(self.dtype).name, converged=bool(self.converged_),
                     n_iter=int(self.n_iter_), lower_bound=float(self.lower_bound_),
-                    random_state=self.random_state if isinstance(self.random_state, int) else None)
+                    random_state=self.random_state if isinstance(self.random_state, int) else None,
+                    variance_floor=_floor_to_json(self.variance_floor))
         save_model_file(path, ESTIMATOR_FORMAT, ESTIMATOR_VERSION, gmm.to_arrays(), meta)
 
     @classmethod
@@ -337,8 +338,10 @@ class GaussianMixture(MixtureEstimator):
         try:
             params = {k: meta[k] for k in cls._HYPERPARAMETERS if k in meta}
             est = cls(**params, dtype=np.dtype(meta.get("dtype", "float64")),
-                      random_state=meta.get("random_state"))
+                      random_state=meta.get("random_state"),
+                      variance_floor=meta.get("variance_floor"))  # absent before it was saved
             est._gmm = GMM.from_arrays(arrays, dtype=np.dtype(est.dtype))
+            _variance_floor_vector(est.variance_floor, est._gmm.n_features)  # validates
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{path}: invalid GaussianMixture file: {exc}") from exc
         if est._gmm.n_components != est.n_components:
@@ -350,3 +353,11 @@ class GaussianMixture(MixtureEstimator):
         est.lower_bounds_ = []
         est.n_features_in_ = est._gmm.n_features
         return est
+
+
+def _floor_to_json(variance_floor: Any) -> float | list[float] | None:
+    """``variance_floor`` as plain JSON (a number, a per-feature list, or None)."""
+    if variance_floor is None:
+        return None
+    floor = np.asarray(variance_floor, dtype=np.float64)
+    return float(floor) if floor.ndim == 0 else floor.tolist()
