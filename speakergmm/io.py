@@ -33,6 +33,12 @@ __all__ = [
 
 _META_KEY = "__meta__"
 
+# mkstemp creates files readable by their owner only; a finished file should get the mode an
+# ordinary open() would have given it (or keep the one of the file it replaces), so that
+# models and features in a shared experiment directory stay readable by the group.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class ModelFileError(ValueError):
     """A model file is missing, corrupt, of another format or of an unsupported version."""
@@ -42,7 +48,8 @@ class ModelFileError(ValueError):
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched. The new
+    file gets the permissions of the file it replaces, or those ``open()`` would give.
     ``suffix`` defaults to the target's own suffix (some writers, such as ``np.savez``
     and matplotlib, choose the format from it).
     """
@@ -56,6 +63,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
