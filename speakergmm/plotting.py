@@ -337,11 +337,15 @@ def plot_confusion_matrix(
     labels: Sequence[str] | None = None,
     normalize: bool = False,
     title: str | None = "Confusion matrix",
+    xlabel: str = "predicted",
+    ylabel: str = "true",
+    show_accuracy: bool = False,
     figsize: tuple[float, float] | None = None,
     dpi: int = 150,
 ) -> Path:
     """A confusion matrix (rows: true class, columns: predicted), e.g. from
-    :func:`speakergmm.metrics.identification_confusion`; ``normalize`` shows row fractions."""
+    :func:`speakergmm.metrics.identification_confusion` or a word recogniser's results;
+    ``normalize`` shows row fractions, ``show_accuracy`` adds "k/n correct" to the title."""
     counts = np.asarray(matrix, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.size == 0:
         raise ValueError(f"matrix must be a non-empty square 2-D array, got shape {counts.shape}")
@@ -364,8 +368,12 @@ def plot_confusion_matrix(
                     color="white" if value > 0.6 * top else "black")
     ax.set_xticks(range(n), labels, rotation=90 if n > 6 else 0)
     ax.set_yticks(range(n), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if show_accuracy:
+        correct, total = np.trace(counts), counts.sum()
+        summary = f"{int(correct)}/{int(total)} correct ({100.0 * correct / max(total, 1):.1f}%)"
+        title = f"{title}\n{summary}" if title else summary
     if title:
         ax.set_title(title)
     return _save(fig, path, dpi)

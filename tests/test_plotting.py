@@ -144,6 +144,33 @@ def test_plot_confusion_matrix(tmp_path):
         plotting.plot_confusion_matrix(matrix, tmp_path / "cm.png", labels=["a"])
 
 
+def test_plot_confusion_matrix_for_a_recogniser(tmp_path):
+    matrix = np.array([[9, 1, 0], [0, 10, 0], [2, 0, 8]])
+    svg = plotting.plot_confusion_matrix(matrix, tmp_path / "words.svg", labels=["one", "two", "six"],
+                                         xlabel="recognised", ylabel="spoken", show_accuracy=True,
+                                         title="digits").read_text()
+    for text in ("recognised", "spoken", "digits", "27/30 correct (90.0%)", "six"):
+        assert text in svg
+
+
+def test_plot_alignment_over_the_spectrogram(tmp_path):
+    from speakergmm.hmm.plots import plot_alignment, state_segments
+
+    rate = 8000
+    t = np.arange(rate // 2) / rate
+    signal = np.sin(2 * np.pi * 440 * t) * (t < 0.25) + np.sin(2 * np.pi * 1200 * t) * (t >= 0.25)
+    frame_times = 0.0125 + 0.01 * np.arange(48)
+    path = np.repeat([0, 1, 2], 16)
+    emissions = np.random.default_rng(0).normal(size=(48, 3))
+    fig = plot_alignment(signal, rate, path, frame_times, tmp_path / "align.png",
+                         title="a test", log_emissions=emissions)
+    assert len(fig.axes) >= 2  # spectrogram and emission panels
+    assert_png(tmp_path / "align.png")
+    assert state_segments(path) == [(0, 0, 16), (1, 16, 32), (2, 32, 48)]
+    with pytest.raises(ValueError):
+        plot_alignment(signal, rate, path[:-1], frame_times)
+
+
 def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
                  "matplotlib.patches"):

@@ -243,14 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     plots = {}
     alignment = None
     try:
-        from speakergmm.hmm.plots import plot_confusion_matrix
+        from speakergmm.plotting import plot_confusion_matrix
 
-        plot_confusion_matrix(np.asarray(conventional["confusion_matrix"]), DIGITS, out / "confusion.png",
-                              title="FSDD digits, conventional split")
+        words = {"labels": DIGITS, "xlabel": "recognised", "ylabel": "spoken", "show_accuracy": True}
+        plot_confusion_matrix(np.asarray(conventional["confusion_matrix"]), out / "confusion.png",
+                              title="FSDD digits, conventional split", **words)
         plots["confusion"] = "confusion.png"
         if loso is not None:
-            plot_confusion_matrix(np.asarray(loso["confusion_matrix"]), DIGITS, out / "loso_confusion.png",
-                                  title="FSDD digits, leave-one-speaker-out")
+            plot_confusion_matrix(np.asarray(loso["confusion_matrix"]), out / "loso_confusion.png",
+                                  title="FSDD digits, leave-one-speaker-out", **words)
             plots["loso_confusion"] = "loso_confusion.png"
         utt = args.plot_utterance or next((u for u, d in zip(test_utts, test_y) if d == "7"), test_utts[0])
         if utt not in store:

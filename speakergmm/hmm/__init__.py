@@ -5,7 +5,8 @@
   training, HTK-style uniform-segmentation / flat-start initialisation, Viterbi decoding,
   forced alignment, sampling, plain versioned model files.
 - :class:`WordRecognizer`: one GMMHMM per word, batched scoring, priors, save/load.
-- :mod:`speakergmm.hmm.plots`: confusion matrix and alignment-over-spectrogram figures.
+- :mod:`speakergmm.hmm.plots`: alignment-over-spectrogram figures (confusion matrices:
+  :func:`speakergmm.plotting.plot_confusion_matrix`).
 
 The hot loops (forward-backward, Viterbi) are numba kernels in :mod:`speakergmm.hmm._kernels`.
 """

@@ -1,38 +1,20 @@
-"""Teaching plots for the GMM-HMM: a confusion matrix and a Viterbi alignment over a spectrogram.
+"""Teaching plots for the GMM-HMM: a Viterbi alignment over a spectrogram.
 
-Both functions build a matplotlib :class:`~matplotlib.figure.Figure` directly (no pyplot,
-so they work headless and leave global state alone), optionally save it atomically, and
-return it. matplotlib is an optional dependency (``pip install speakergmm[plot]``).
+Built on :mod:`speakergmm.plotting` (no pyplot, so it works headless; saved atomically);
+recognition results are drawn with :func:`speakergmm.plotting.plot_confusion_matrix`
+(``show_accuracy=True``). matplotlib is an optional dependency
+(``pip install speakergmm[plot]``).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from speakergmm.io import atomic_path
+from speakergmm.plotting import _new_figure, _save
 
-__all__ = ["plot_confusion_matrix", "plot_alignment", "state_segments"]
-
-
-def _figure(figsize: tuple[float, float]):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'speakergmm[plot]'") from exc
-    return Figure(figsize=figsize, layout="constrained")
-
-
-def _save(fig, path: str | os.PathLike | None, dpi: int = 120) -> None:
-    if path is None:
-        return
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
+__all__ = ["plot_alignment", "state_segments"]
 
 
 def state_segments(path: np.ndarray) -> list[tuple[int, int, int]]:
@@ -44,44 +26,6 @@ def state_segments(path: np.ndarray) -> list[tuple[int, int, int]]:
     starts = np.concatenate([[0], change])
     ends = np.concatenate([change, [path.size]])
     return [(int(path[a]), int(a), int(b)) for a, b in zip(starts, ends)]
-
-
-def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike | None = None,
-                          title: str = "Confusion matrix", normalize: bool = False):
-    """Confusion matrix (rows: true word, columns: recognised word) with counts in the cells.
-
-    Parameters
-    ----------
-    matrix : (W, W) array of counts
-    labels : W word labels
-    path : where to save (format from the suffix), optional
-    normalize : colour by row fraction instead of count (cells still show counts)
-    """
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(labels):
-        raise ValueError(f"matrix must be ({len(labels)}, {len(labels)}) to match the labels, "
-                         f"got {matrix.shape}")
-    shown = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalize else matrix
-    fig = _figure((0.55 * len(labels) + 2.5, 0.5 * len(labels) + 2.0))
-    ax = fig.add_subplot()
-    im = ax.imshow(shown, cmap="Blues", vmin=0)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of row" if normalize else "count")
-    ticks = np.arange(len(labels))
-    ax.set_xticks(ticks, labels)
-    ax.set_yticks(ticks, labels)
-    ax.set_xlabel("recognised")
-    ax.set_ylabel("spoken")
-    correct = np.trace(matrix)
-    total = matrix.sum()
-    ax.set_title(f"{title}\n{correct}/{total} correct ({100.0 * correct / max(total, 1):.1f}%)")
-    threshold = shown.max() / 2 if shown.size else 0
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            if matrix[i, j]:
-                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if shown[i, j] > threshold else "black")
-    _save(fig, path)
-    return fig
 
 
 def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
@@ -107,7 +51,7 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
     if state_path.shape != frame_times.shape:
         raise ValueError(f"state_path {state_path.shape} and frame_times {frame_times.shape} differ")
     n_panels = 2 if log_emissions is not None else 1
-    fig = _figure((9.0, 3.2 * n_panels))
+    fig = _new_figure((9.0, 3.2 * n_panels))
     axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
     ax = axes[0]
     window = np.hanning(n_fft)
@@ -150,5 +94,6 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
         ax2.set_title("emission log-likelihood of each state (relative to the frame's best) and the best path")
     axes[-1].set_xlabel("time (s)")
     axes[-1].set_xlim(0, duration)
-    _save(fig, path)
+    if path is not None:
+        _save(fig, path, dpi=120)
     return fig
