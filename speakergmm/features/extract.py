@@ -227,7 +227,7 @@ class FeatureExtractor:
 
 @functools.lru_cache(maxsize=8)
 def get_extractor(config: FeatureConfig) -> FeatureExtractor:
-    """The :class:`FeatureExtractor` of a configuration (filterbank, window and DCT built)."""
+    """The (cached) :class:`FeatureExtractor` of a configuration."""
     return FeatureExtractor(config)
 
 

@@ -171,18 +171,6 @@ class BatchReport:
 
 
 # ---------------------------------------------------------------------- workers
-# The extractor of the configuration a worker saw last: tasks carry the configuration as a
-# plain dict (any start method works), and rebuilding and validating it per task is waste.
-_WORKER_EXTRACTOR: tuple[dict[str, Any], Any] | None = None
-
-
-def _extractor_for(config_dict: dict[str, Any]):
-    global _WORKER_EXTRACTOR
-    if _WORKER_EXTRACTOR is None or _WORKER_EXTRACTOR[0] != config_dict:
-        _WORKER_EXTRACTOR = (config_dict, get_extractor(FeatureConfig.from_dict(config_dict)))
-    return _WORKER_EXTRACTOR[1]
-
-
 def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple[str, str]]]) -> list[tuple]:
     """Extract a chunk of utterances into one shard file (runs in a worker).
 
@@ -190,7 +178,7 @@ def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple[str, str]]])
     or ``(utt, None, None, 0.0, reason)``.
     """
     config_dict, feats_dir, shard, items = task
-    extractor = _extractor_for(config_dict)
+    extractor = get_extractor(FeatureConfig.from_dict(config_dict))
     results: list[tuple] = []
     arrays: list[np.ndarray] = []
     row = 0
