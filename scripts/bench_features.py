@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 paired = [a / b for a, b in zip(timings["ours_jobs1"], timings[key])]
                 result[f"speedup_jobs{jobs}_vs_jobs1_median_paired"] = round(float(np.median(paired)), 2)
     result["ours_cached_s"] = round(best["ours_cached"], 3)
+    result["runs_s"] = {k: [round(t, 3) for t in v] for k, v in timings.items()}
 
     print(f"{'path':<14}{'seconds':>9}{'RTF':>10}{'vs peer':>9}", file=sys.stderr)
     for key, seconds in best.items():

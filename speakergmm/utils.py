@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -45,16 +46,24 @@ def pin_threads(n_threads: int = 1) -> None:
     Each of ``n_jobs`` workers using every core oversubscribes the machine, which on
     2-core machines made multi-process numeric code several times slower.
     """
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    # Keep the limiter alive for the worker's lifetime.
+    # Change only what is above the limit (see worker_pool: a forked worker inherits limits,
+    # and setting them again is not free). Keep the limiter alive for the worker's lifetime.
     global _THREAD_LIMITER
-    _THREAD_LIMITER = threadpool_limits(limits=n_threads)
+    if any(lib.get("num_threads", 0) > n_threads for lib in threadpool_info()):
+        _THREAD_LIMITER = threadpool_limits(limits=n_threads)
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
     try:
-        import numba
+        from numba.np.ufunc import parallel
 
-        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
-    except Exception:  # numba missing or not yet initialised: nothing to pin
+        # Launching numba's threading layer only to pin it would start an OpenMP pool that
+        # nothing here uses (no kernel of speakergmm is parallel); pin it only if it runs.
+        if getattr(parallel, "_is_initialized", True):
+            numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # an unusual numba: nothing to pin
         pass
 
 
@@ -62,9 +71,21 @@ _THREAD_LIMITER: Any = None
 
 
 def worker_pool(jobs: int, threads_per_worker: int = 1) -> ProcessPoolExecutor:
-    """A process pool whose workers each use ``threads_per_worker`` BLAS/OpenMP threads."""
-    return ProcessPoolExecutor(max_workers=jobs, initializer=pin_threads,
+    """A process pool whose workers each use ``threads_per_worker`` BLAS/OpenMP threads.
+
+    With the ``fork`` start method the workers are started here, under the limits, so they
+    inherit them and :func:`pin_threads` finds nothing to change: setting OpenBLAS's thread
+    count in a forked child restarts its thread server, which made every BLAS call of a
+    feature-extraction worker about twice as expensive in CPU.
+    """
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=pin_threads,
                                initargs=(threads_per_worker,))
+    if multiprocessing.get_start_method(allow_none=False) == "fork":
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads_per_worker):
+            pool.submit(int)  # forks all the workers (fork never spawns them later)
+    return pool
 
 
 def parallel_map(func: Callable[..., T], items: Iterable[Any], jobs: int = 1,

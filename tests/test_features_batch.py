@@ -241,6 +241,34 @@ def test_interrupted_run_resumes(small_dir, tmp_path, monkeypatch):
     assert len(FeatureStore(out)) == 36
 
 
+def _fake_todo(sizes):
+    return [(f"u{i:05d}", f"/audio/{i}.wav", os.stat_result((0o100644, 0, 0, 1, 0, 0, size, 0, 0, 0)))
+            for i, size in enumerate(sizes)]
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 4])
+def test_chunks_cover_everything_in_order_within_bounds(jobs):
+    rng = np.random.default_rng(jobs)
+    todo = _fake_todo(rng.integers(2_000, 40_000, size=3000))
+    chunks = store_module._plan_chunks(todo, jobs, None)
+    assert [item for chunk in chunks for item in chunk] == todo  # consecutive, nothing lost
+    lengths = [len(c) for c in chunks]
+    assert max(lengths) <= store_module._CHUNK_MAX_FILES
+    assert min(lengths[:-1]) >= store_module._CHUNK_MIN_FILES
+    # Guided scheduling: full chunks first, shrinking at the end so processes finish together,
+    # and far fewer tasks than 32-file chunks gave.
+    assert lengths[0] == store_module._CHUNK_MAX_FILES and lengths[-2] < lengths[0] / 4
+    assert len(chunks) < 3000 / 32
+
+
+def test_chunks_respect_the_audio_byte_bound():
+    big = store_module._CHUNK_MAX_BYTES // 3 + 1  # three of these exceed the bound
+    chunks = store_module._plan_chunks(_fake_todo([big] * 10 + [2 * store_module._CHUNK_MAX_BYTES]), 2, None)
+    assert [len(c) for c in chunks][:4] == [2, 2, 2, 2]
+    assert len(chunks[-1]) == 1  # a file above the bound still gets a chunk of its own
+    assert [len(c) for c in store_module._plan_chunks(_fake_todo([100] * 10), 2, 4)] == [4, 4, 2]
+
+
 def test_removed_utterances_leave_the_cache(small_dir, tmp_path):
     out = tmp_path / "feats"
     extract_data_dir(small_dir, out, chunk_size=6)

@@ -205,6 +205,44 @@ def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple[str, str]]])
     return results
 
 
+# Chunk bounds: a chunk is one task, one shard file and one journal line, so an interrupted
+# run loses at most one chunk per process. Small chunks cost a task, a result message and a
+# shard write each (with 32 files a chunk that overhead held two jobs to ~1.6x one job on
+# FSDD); large ones hold features in memory and leave processes idle at the end.
+_CHUNK_MAX_FILES = 128
+_CHUNK_MAX_BYTES = 32 * 2**20   # of audio: about 17 minutes at 16 kHz, 16-bit
+_CHUNK_MIN_FILES = 8
+
+
+def _plan_chunks(todo: list[tuple[str, str, os.stat_result]], jobs: int,
+                 chunk_size: int | None) -> list[list[tuple[str, str, os.stat_result]]]:
+    """Cut the utterances to extract into runs of consecutive ones, one task and shard each.
+
+    A fixed ``chunk_size`` gives equal counts. Otherwise guided self-scheduling by audio
+    bytes: each chunk takes about 1/(4 * jobs) of the bytes still to plan, within the bounds
+    above, so chunks shrink towards the end and the processes finish together.
+    """
+    if chunk_size:
+        return [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    sizes = [max(int(st.st_size), 1) for _, _, st in todo]
+    remaining = float(sum(sizes))
+    chunks = []
+    start = 0
+    while start < len(todo):
+        target = min(_CHUNK_MAX_BYTES, remaining / (4 * max(jobs, 1)))
+        end, taken = start, 0.0
+        while end < len(todo) and end - start < _CHUNK_MAX_FILES and (
+                taken < target or end - start < _CHUNK_MIN_FILES):
+            if end > start and taken + sizes[end] > _CHUNK_MAX_BYTES:
+                break
+            taken += sizes[end]
+            end += 1
+        chunks.append(todo[start:end])
+        remaining -= taken
+        start = end
+    return chunks
+
+
 # ---------------------------------------------------------------------- cache state
 def _read_json(path: Path) -> Any:
     try:
@@ -265,7 +303,8 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     force : bool
         Recompute every utterance even when its cached features are current.
     chunk_size : int, optional
-        Files per task sent to a worker (default: a few dozen).
+        Files per task (one shard file each). Default: chunks that shrink towards the end,
+        at most 128 files or 32 MiB of audio.
 
     Returns
     -------
@@ -347,8 +386,7 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
     n_extracted = 0
     extracted_seconds = 0.0
     if todo:
-        size = chunk_size or max(1, min(32, math.ceil(len(todo) / (jobs * 16))))
-        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        chunks = _plan_chunks(todo, jobs, chunk_size)
         by_utt = {item[0]: item for item in todo}
         config_dict = config.to_dict()
         run_id = uuid.uuid4().hex[:12]  # new shards never overwrite ones still in use
