@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -73,18 +74,24 @@ _THREAD_LIMITER: Any = None
 def worker_pool(jobs: int, threads_per_worker: int = 1) -> ProcessPoolExecutor:
     """A process pool whose workers each use ``threads_per_worker`` BLAS/OpenMP threads.
 
-    With the ``fork`` start method the workers are started here, under the limits, so they
-    inherit them and :func:`pin_threads` finds nothing to change: setting OpenBLAS's thread
-    count in a forked child restarts its thread server, which made every BLAS call of a
-    feature-extraction worker about twice as expensive in CPU.
+    The workers are started here, so they initialise while the caller prepares its tasks.
+    With the ``fork`` start method they are forked under the limits and inherit them, and
+    :func:`pin_threads` finds nothing to change: setting OpenBLAS's thread count in a forked
+    child restarts its thread server, which made every BLAS call of a feature-extraction
+    worker about twice as expensive in CPU.
     """
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=pin_threads,
                                initargs=(threads_per_worker,))
+    limits = contextlib.nullcontext()
     if multiprocessing.get_start_method(allow_none=False) == "fork":
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=threads_per_worker):
-            pool.submit(int)  # forks all the workers (fork never spawns them later)
+        limits = threadpool_limits(limits=threads_per_worker)
+    with limits:
+        # Python >= 3.11 forks every worker at the first task; 3.10 one per task while none
+        # is idle.
+        for _ in range(jobs):
+            pool.submit(int)
     return pool
 
 

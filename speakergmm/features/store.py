@@ -326,10 +326,9 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     get_extractor(config)  # built before any fork, so that workers inherit it
     pool = None
     if jobs > 1:
-        # Start the workers now: they initialise while this process reads the data
-        # directory and checks the cache (a small but serial part of the run).
+        # Started now, the workers initialise while this process reads the data directory
+        # and checks the cache (a small but serial part of the run).
         pool = worker_pool(jobs)
-        pool.submit(int)
     try:
         return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
                                  chunk_size, start)
