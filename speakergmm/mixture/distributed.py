@@ -1,0 +1,233 @@
+"""E-step passes over data split into shards, on Dask: the EM driver's accumulate hook.
+
+A pass of EM over a corpus is a map and a sum: each shard's statistics under the current
+model (one small task), added together. The statistics are tiny (``K x (2D + 1)`` floats for
+a diagonal mixture) and addable, so only the model goes out and only statistics come back.
+
+Results do not depend on how the work is spread: the shards are fixed by the data (a dask
+array's row blocks, a list of chunks), each shard's statistics are computed by the same code
+on the same frames wherever it runs, and they are added in a fixed tree (groups of
+``split_every`` consecutive shards, level by level). One process, a local cluster of any size
+or many machines therefore give the same bits; only a different *sharding* (other block
+sizes) changes the result, by rounding (about 1e-15 relative per pass).
+
+``dask`` is imported only when one of these accumulators is built.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from speakergmm.mixture.model import GMM, check_frames, check_sample_weight
+from speakergmm.mixture.stats import SufficientStats
+
+__all__ = ["tree_sum", "DaskArrayAccumulator", "ChunkListAccumulator", "is_dask_array"]
+
+DEFAULT_SPLIT_EVERY = 8
+
+
+def is_dask_array(X: Any) -> bool:
+    """Whether ``X`` is a ``dask.array.Array`` (without importing dask when it is not)."""
+    module = type(X).__module__
+    return module.startswith("dask.") and hasattr(X, "to_delayed") and hasattr(X, "chunks")
+
+
+def _check_split_every(split_every: Any) -> int:
+    if isinstance(split_every, bool) or not isinstance(split_every, (int, np.integer)) or split_every < 2:
+        raise ValueError(f"split_every must be an integer >= 2, got {split_every!r}")
+    return int(split_every)
+
+
+def tree_sum(items: Sequence[SufficientStats], split_every: int = DEFAULT_SPLIT_EVERY) -> SufficientStats:
+    """Sum of statistics in the fixed tree the distributed reduction uses (same bits)."""
+    split_every = _check_split_every(split_every)
+    level = [dict(s.to_arrays()) for s in items]
+    if not level:
+        raise ValueError("no statistics to add")
+    while len(level) > 1:
+        level = [_sum_arrays(*level[i:i + split_every]) for i in range(0, len(level), split_every)]
+    return SufficientStats.from_arrays(level[0])
+
+
+def _sum_arrays(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Statistics (as plain arrays) added left to right (a reduction task)."""
+    total = SufficientStats.from_arrays(parts[0]).copy()
+    for part in parts[1:]:
+        total += SufficientStats.from_arrays(part)
+    return total.to_arrays()
+
+
+def _shard_stats(model: dict[str, np.ndarray], dtype: str, X: Any, sample_weight: Any = None
+                 ) -> dict[str, np.ndarray]:
+    """Statistics of one shard under the model (a map task: runs on a worker)."""
+    gmm = GMM.from_arrays(model, dtype=np.dtype(dtype))
+    stats = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
+    X = check_frames(np.asarray(X), "shard", gmm.n_features)
+    if X.shape[0]:
+        gmm.e_step(X, check_sample_weight(sample_weight, X.shape[0]), stats)
+    return stats.to_arrays()
+
+
+def _load_chunk(item: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A chunk list item as ``(X, sample_weight)``; paths and loaders run on the worker."""
+    if isinstance(item, tuple) and len(item) == 2:
+        X, w = item
+    else:
+        X, w = item, None
+    if isinstance(X, (str, os.PathLike)):
+        try:
+            X = np.load(X, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise OSError(f"{X}: cannot read features on this worker ({exc})") from exc
+    elif callable(X):
+        X = X()
+    return np.asarray(X), (None if w is None else np.asarray(w))
+
+
+def _shard_stats_from_item(model: dict[str, np.ndarray], dtype: str, item: Any) -> dict[str, np.ndarray]:
+    X, w = _load_chunk(item)
+    return _shard_stats(model, dtype, X, w)
+
+
+class _TreeAccumulator:
+    """Common part: one map task per shard, a fixed reduction tree, one compute per pass."""
+
+    def __init__(self, client: Any = None, split_every: int = DEFAULT_SPLIT_EVERY, retries: int = 2):
+        import dask  # noqa: F401  (fail early and clearly when dask is missing)
+
+        self.client = client
+        self.split_every = _check_split_every(split_every)
+        self.retries = int(retries)
+        self.n_passes = 0
+
+    def _parts(self, model: Any, dtype: str) -> list:
+        raise NotImplementedError
+
+    def __call__(self, gmm: GMM) -> SufficientStats:
+        import dask
+
+        # One key for the model: it is shipped once per worker, not once per task.
+        model = dask.delayed(gmm.to_arrays(), pure=True, traverse=False)
+        level = self._parts(model, np.dtype(gmm.dtype).name)
+        if not level:
+            raise ValueError("no shards to accumulate")
+        add = dask.delayed(_sum_arrays, pure=True)
+        while len(level) > 1:
+            level = [add(*level[i:i + self.split_every]) for i in range(0, len(level), self.split_every)]
+        total = level[0]
+        if self.client is not None:
+            arrays = self.client.compute(total, retries=self.retries).result()
+        else:
+            (arrays,) = dask.compute(total)
+        self.n_passes += 1
+        return SufficientStats.from_arrays(arrays)
+
+
+class DaskArrayAccumulator(_TreeAccumulator):
+    """Statistics of a dask array under a model: one E-step task per row block.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Rechunked to a single block along the features if needed.
+    sample_weight : array-like or dask array of shape (n_samples,), optional
+    client : distributed.Client, optional
+        Where to compute (default: dask's current scheduler, e.g. a client made default).
+    split_every : int
+        Fan-in of the reduction tree.
+    retries : int
+        Times a failing task is retried on the cluster.
+    """
+
+    def __init__(self, X: Any, sample_weight: Any = None, client: Any = None,
+                 split_every: int = DEFAULT_SPLIT_EVERY, retries: int = 2):
+        super().__init__(client, split_every, retries)
+        import dask.array as da
+
+        if X.ndim != 2:
+            raise ValueError(f"X: expected a 2-D dask array, got {X.ndim} dimensions")
+        if len(X.chunks[1]) > 1:
+            X = X.rechunk({1: -1})
+        self.X = X
+        self.n_samples, self.n_features = int(X.shape[0]), int(X.shape[1])
+        self.blocks = list(X.to_delayed()[:, 0])
+        self.weights: list = [None] * len(self.blocks)
+        if sample_weight is not None:
+            if not is_dask_array(sample_weight):
+                sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if tuple(sample_weight.shape) != (self.n_samples,):
+                raise ValueError(f"sample_weight: expected shape ({self.n_samples},), "
+                                 f"got {tuple(sample_weight.shape)}")
+            if not is_dask_array(sample_weight):
+                sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
+            elif sample_weight.chunks[0] != X.chunks[0]:
+                sample_weight = sample_weight.rechunk((X.chunks[0],))
+            self.weights = list(sample_weight.to_delayed())
+
+    def _parts(self, model: Any, dtype: str) -> list:
+        import dask
+
+        task = dask.delayed(_shard_stats, pure=True)
+        return [task(model, dtype, X, w) for X, w in zip(self.blocks, self.weights)]
+
+    def sample_rows(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Up to ``n`` rows drawn without replacement (for initialisation), as numpy."""
+        n = min(int(n), self.n_samples)
+        rows = np.sort(rng.choice(self.n_samples, size=n, replace=False))
+        sample = self.X[rows]
+        if self.client is not None:
+            return np.asarray(self.client.compute(sample).result())
+        return np.asarray(sample.compute())
+
+
+class ChunkListAccumulator(_TreeAccumulator):
+    """Statistics of a list of chunks under a model: one E-step task per chunk.
+
+    Items are arrays, ``(array, sample_weight)`` pairs, paths to ``.npy`` files (read by the
+    worker, so features stay where they are) or zero-argument picklable loaders. In-memory
+    arrays are scattered to the cluster once, not once per pass.
+    """
+
+    def __init__(self, chunks: Sequence[Any], client: Any = None,
+                 split_every: int = DEFAULT_SPLIT_EVERY, retries: int = 2):
+        super().__init__(client, split_every, retries)
+        if callable(chunks) or not isinstance(chunks, (list, tuple)):
+            raise TypeError(
+                "with a client, the chunks must be a list (arrays, (array, sample_weight) pairs, "
+                ".npy paths or zero-argument loaders) so that each becomes one task; a function "
+                "returning an iterator can only be read in this process")
+        if not chunks:
+            raise ValueError("no chunks to fit")
+        items: list = list(chunks)
+        if client is not None:
+            in_memory = [i for i, item in enumerate(items) if _holds_arrays(item)]
+            if in_memory:
+                futures = client.scatter([items[i] for i in in_memory])
+                for i, future in zip(in_memory, futures):
+                    items[i] = future
+        self.items = items
+
+    def _parts(self, model: Any, dtype: str) -> list:
+        import dask
+
+        task = dask.delayed(_shard_stats_from_item, pure=True)
+        return [task(model, dtype, item) for item in self.items]
+
+
+def _holds_arrays(item: Any) -> bool:
+    if isinstance(item, tuple) and len(item) == 2:
+        item = item[0]
+    return isinstance(item, np.ndarray) or (hasattr(item, "__array__") and not callable(item))
+
+
+def make_accumulator(data: Any, sample_weight: Any = None, client: Any = None,
+                     split_every: int = DEFAULT_SPLIT_EVERY) -> Callable[[GMM], SufficientStats]:
+    """The accumulate hook for a dask array or a list of chunks."""
+    if is_dask_array(data):
+        return DaskArrayAccumulator(data, sample_weight, client=client, split_every=split_every)
+    if sample_weight is not None:
+        raise ValueError("sample_weight goes with each chunk: pass (array, sample_weight) pairs")
+    return ChunkListAccumulator(data, client=client, split_every=split_every)
