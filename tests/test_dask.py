@@ -22,7 +22,7 @@ from speakergmm.mixture.distributed import (  # noqa: E402
     is_dask_array,
     tree_sum,
 )
-from speakergmm.verification import enroll_speakers, score_trials  # noqa: E402
+from speakergmm.verification import enroll_speakers, score_trials, train_ubm  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +160,24 @@ def test_a_worker_killed_mid_pass_costs_a_retry_not_the_result(client, tmp_path)
 
 
 # --------------------------------------------------------------------------- verification stages
+def test_ubm_on_the_cluster_equals_one_process(client, tmp_path):
+    rng = np.random.default_rng(5)
+    centres = rng.normal(scale=3.0, size=(5, 4))
+    utts = {}
+    for i in range(140):  # three shards
+        labels = rng.integers(0, 5, size=int(rng.integers(30, 80)))
+        path = tmp_path / f"utt{i:03d}.npy"
+        np.save(path, centres[labels] + rng.normal(size=(labels.size, 4)))
+        utts[f"utt{i:03d}"] = str(path)
+    paths = list(utts.values())
+    kw = dict(iter_per_split=2, final_iter=2, dtype="float32", frames_per_component=20)
+    local = train_ubm(paths, 8, jobs=1, **kw)
+    remote = train_ubm(paths, 8, client=client, checkpoint=tmp_path / "ubm.ckpt", **kw)
+    for name in ("weights", "means", "covariances"):
+        assert np.array_equal(getattr(local.gmm, name), getattr(remote.gmm, name)), name
+    assert local.history == remote.history
+
+
 def test_enrolment_and_scoring_on_the_cluster_equal_local(client):
     rng = np.random.default_rng(3)
     ubm = GMM(np.full(4, 0.25), rng.normal(scale=3.0, size=(4, 3)), np.ones((4, 3)), "diag")

@@ -37,6 +37,7 @@ from speakergmm.io import ModelFileError, atomic_path, atomic_write_json, load_m
 from speakergmm.mixture import GMM, SufficientStats, ml_update
 from speakergmm.mixture.em import split_components, trivial_gmm
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
+from speakergmm.cluster import as_executor
 from speakergmm.utils import effective_jobs, progress, worker_pool
 from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
 
@@ -222,33 +223,45 @@ def _pass_shard(payload: tuple) -> dict[str, np.ndarray]:
     return stats.to_arrays()
 
 
-def _shards(utterances: Sequence[str], n_shards: int) -> list[list[str]]:
-    """Contiguous, near-equal shards (deterministic, so results do not depend on timing)."""
-    bounds = np.linspace(0, len(utterances), n_shards + 1).round().astype(int)
-    return [list(utterances[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+#: Utterances per shard of a UBM pass. Shards are fixed by the data, never by the number of
+#: processes or machines, so that every way of running a pass adds the same per-shard
+#: statistics in the same order and gives the same model, to the last bit.
+SHARD_UTTERANCES = 64
+
+
+def _shards(utterances: Sequence[str], shard_utterances: int = SHARD_UTTERANCES) -> list[list[str]]:
+    """Contiguous shards of ``shard_utterances`` consecutive utterances (the last may be shorter)."""
+    return [list(utterances[a:a + shard_utterances]) for a in range(0, len(utterances), shard_utterances)]
 
 
 class _Accumulator:
-    """Sum of the per-shard statistics of a model, in-process or over a worker pool."""
+    """Sum of the per-shard statistics of a model: in-process, over a local worker pool, or
+    on a Dask cluster (``client``); the same shards and order, so the same bits, in every case."""
 
     def __init__(self, source: FeatureSource, utterances: Sequence[str], jobs: int,
-                 dtype: str, chunk_frames: int, pack_dir: Path, fingerprint: str):
+                 dtype: str, chunk_frames: int, pack_dir: Path, fingerprint: str,
+                 client: Any = None):
         self.source = source
-        self.jobs = max(1, min(jobs, len(utterances)))
-        self.shards = _shards(utterances, self.jobs)
+        self.shards = _shards(utterances)
         self.dtype = dtype
         self.chunk_frames = int(chunk_frames)
         pack_dir.mkdir(parents=True, exist_ok=True)
         n = len(self.shards)
         self.packs = [(str(pack_dir / f"shard-{i + 1}-of-{n}{_PACK_SUFFIX}"),
                        f"{fingerprint}:{i}:{n}:{len(shard)}") for i, shard in enumerate(self.shards)]
-        self.pool = worker_pool(self.jobs) if self.jobs > 1 else None
+        self.executor = as_executor(client)
+        self.jobs = max(1, min(jobs, n))
+        self.pool = None
+        if self.executor is None and self.jobs > 1:
+            self.pool = worker_pool(self.jobs)
 
     def __call__(self, gmm: GMM, stride: int = 1) -> SufficientStats:
         arrays = gmm.to_arrays()
         payloads = [(self.source, shard, pack, key, arrays, self.dtype, self.chunk_frames, stride)
                     for shard, (pack, key) in zip(self.shards, self.packs)]
-        if self.pool is None:
+        if self.executor is not None:
+            results = list(self.executor.map(_pass_shard, payloads))
+        elif self.pool is None:
             with threadpool_limits(limits=1):  # jobs=1 means one core (and no BLAS thrashing)
                 results = list(map(_pass_shard, payloads))
         else:
@@ -261,6 +274,8 @@ class _Accumulator:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -322,6 +337,7 @@ def train_ubm(
     log: Callable[[str], None] | None = None,
     show_progress: bool | None = None,
     stop_after: int | None = None,
+    client: Any = None,
 ) -> UBMResult:
     """Train a UBM on a corpus by binary splitting and EM, streaming the features.
 
@@ -345,7 +361,14 @@ def train_ubm(
     frames_per_component : int
         Subsampling of the passes below the final size (see :class:`UBMConfig`).
     jobs : int
-        Worker processes (``0``: all cores). Each accumulates statistics over its shard.
+        Worker processes (``0``: all cores). The utterances are cut into fixed shards of
+        ``SHARD_UTTERANCES`` (whatever ``jobs``); each task accumulates one shard, and the
+        shards' statistics are added in order, so the UBM does not depend on ``jobs``.
+    client : dask.distributed.Client or concurrent.futures.Executor, optional
+        Run the passes' shard tasks on a cluster instead of local processes (see
+        :mod:`speakergmm.cluster`): same shards, same order, same model. Workers read the
+        features from the source's paths and, with a checkpoint, keep their scratch copies
+        beside it (shared storage).
     checkpoint : path, optional
         Checkpoint file written after every pass; when it exists, training resumes from it
         (it must come from the same configuration and data, else :class:`VerificationError`).
@@ -406,7 +429,7 @@ def train_ubm(
     else:
         pack_dir = Path(tempfile.mkdtemp(prefix="speakergmm-ubm-"))
     accumulate = _Accumulator(src, utts, effective_jobs(jobs) if len(remaining) else 1, config.dtype,
-                              chunk_frames, pack_dir, fingerprint)
+                              chunk_frames, pack_dir, fingerprint, client=client)
     finished = False
     try:
         for p in progress(remaining, desc="UBM training", total=len(remaining), enabled=show_progress,
