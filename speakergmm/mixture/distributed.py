@@ -24,7 +24,8 @@ import numpy as np
 from speakergmm.mixture.model import GMM, check_frames, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats
 
-__all__ = ["tree_sum", "DaskArrayAccumulator", "ChunkListAccumulator", "is_dask_array"]
+__all__ = ["tree_sum", "sum_on_cluster", "DaskArrayAccumulator", "ChunkListAccumulator", "is_dask_array",
+           "make_accumulator"]
 
 DEFAULT_SPLIT_EVERY = 8
 
@@ -60,14 +61,14 @@ def _sum_arrays(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return total.to_arrays()
 
 
-def _shard_stats(model: dict[str, np.ndarray], dtype: str, X: Any, sample_weight: Any = None
-                 ) -> dict[str, np.ndarray]:
-    """Statistics of one shard under the model (a map task: runs on a worker)."""
+def _shard_stats(model: dict[str, np.ndarray], dtype: str, item: Any) -> dict[str, np.ndarray]:
+    """Statistics of one shard ``(X, sample_weight)`` under the model (a map task)."""
     gmm = GMM.from_arrays(model, dtype=np.dtype(dtype))
     stats = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
-    X = check_frames(np.asarray(X), "shard", gmm.n_features)
+    X, w = _load_chunk(item)
+    X = check_frames(X, "shard", gmm.n_features)
     if X.shape[0]:
-        gmm.e_step(X, check_sample_weight(sample_weight, X.shape[0]), stats)
+        gmm.e_step(X, check_sample_weight(w, X.shape[0]), stats)
     return stats.to_arrays()
 
 
@@ -87,9 +88,32 @@ def _load_chunk(item: Any) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(X), (None if w is None else np.asarray(w))
 
 
-def _shard_stats_from_item(model: dict[str, np.ndarray], dtype: str, item: Any) -> dict[str, np.ndarray]:
-    X, w = _load_chunk(item)
-    return _shard_stats(model, dtype, X, w)
+def sum_on_cluster(task: Callable[..., dict[str, np.ndarray]], shared: Sequence[Any], items: Sequence[Any],
+                   *, client: Any = None, split_every: int = DEFAULT_SPLIT_EVERY, retries: int = 2
+                   ) -> SufficientStats:
+    """``task(*shared, item)`` for every item as Dask tasks, summed in the fixed tree.
+
+    Each object of ``shared`` (the model, a feature source) is one key of the graph: it goes
+    to each worker once, not once per task. The reduction runs on the workers, so the caller
+    receives one set of statistics, whatever the number of shards. The result has the same
+    bits as :func:`tree_sum` over the tasks' results computed anywhere else.
+    """
+    import dask
+
+    split_every = _check_split_every(split_every)
+    if not items:
+        raise ValueError("no shards to accumulate")
+    keys = [dask.delayed(obj, pure=True, traverse=False) for obj in shared]
+    run = dask.delayed(task, pure=True)
+    level = [run(*keys, item) for item in items]
+    add = dask.delayed(_sum_arrays, pure=True)
+    while len(level) > 1:
+        level = [add(*level[i:i + split_every]) for i in range(0, len(level), split_every)]
+    if client is not None:
+        arrays = client.compute(level[0], retries=int(retries)).result()
+    else:
+        (arrays,) = dask.compute(level[0])
+    return SufficientStats.from_arrays(arrays)
 
 
 class _TreeAccumulator:
@@ -101,29 +125,11 @@ class _TreeAccumulator:
         self.client = client
         self.split_every = _check_split_every(split_every)
         self.retries = int(retries)
-        self.n_passes = 0
-
-    def _parts(self, model: Any, dtype: str) -> list:
-        raise NotImplementedError
+        self.items: list = []
 
     def __call__(self, gmm: GMM) -> SufficientStats:
-        import dask
-
-        # One key for the model: it is shipped once per worker, not once per task.
-        model = dask.delayed(gmm.to_arrays(), pure=True, traverse=False)
-        level = self._parts(model, np.dtype(gmm.dtype).name)
-        if not level:
-            raise ValueError("no shards to accumulate")
-        add = dask.delayed(_sum_arrays, pure=True)
-        while len(level) > 1:
-            level = [add(*level[i:i + self.split_every]) for i in range(0, len(level), self.split_every)]
-        total = level[0]
-        if self.client is not None:
-            arrays = self.client.compute(total, retries=self.retries).result()
-        else:
-            (arrays,) = dask.compute(total)
-        self.n_passes += 1
-        return SufficientStats.from_arrays(arrays)
+        return sum_on_cluster(_shard_stats, (gmm.to_arrays(), np.dtype(gmm.dtype).name), self.items,
+                              client=self.client, split_every=self.split_every, retries=self.retries)
 
 
 class DaskArrayAccumulator(_TreeAccumulator):
@@ -153,8 +159,8 @@ class DaskArrayAccumulator(_TreeAccumulator):
             X = X.rechunk({1: -1})
         self.X = X
         self.n_samples, self.n_features = int(X.shape[0]), int(X.shape[1])
-        self.blocks = list(X.to_delayed()[:, 0])
-        self.weights: list = [None] * len(self.blocks)
+        blocks = list(X.to_delayed()[:, 0])
+        weights: list = [None] * len(blocks)
         if sample_weight is not None:
             if not is_dask_array(sample_weight):
                 sample_weight = np.asarray(sample_weight, dtype=np.float64)
@@ -165,13 +171,8 @@ class DaskArrayAccumulator(_TreeAccumulator):
                 sample_weight = da.from_array(sample_weight, chunks=(X.chunks[0],))
             elif sample_weight.chunks[0] != X.chunks[0]:
                 sample_weight = sample_weight.rechunk((X.chunks[0],))
-            self.weights = list(sample_weight.to_delayed())
-
-    def _parts(self, model: Any, dtype: str) -> list:
-        import dask
-
-        task = dask.delayed(_shard_stats, pure=True)
-        return [task(model, dtype, X, w) for X, w in zip(self.blocks, self.weights)]
+            weights = list(sample_weight.to_delayed())
+        self.items = list(zip(blocks, weights))
 
     def sample_rows(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Up to ``n`` rows drawn without replacement (for initialisation), as numpy."""
@@ -209,12 +210,6 @@ class ChunkListAccumulator(_TreeAccumulator):
                 for i, future in zip(in_memory, futures):
                     items[i] = future
         self.items = items
-
-    def _parts(self, model: Any, dtype: str) -> list:
-        import dask
-
-        task = dask.delayed(_shard_stats_from_item, pure=True)
-        return [task(model, dtype, item) for item in self.items]
 
 
 def _holds_arrays(item: Any) -> bool:

@@ -37,7 +37,7 @@ from speakergmm.io import ModelFileError, atomic_path, atomic_write_json, load_m
 from speakergmm.mixture import GMM, SufficientStats, ml_update
 from speakergmm.mixture.em import split_components, trivial_gmm
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
-from speakergmm.cluster import as_executor
+from speakergmm.mixture.distributed import sum_on_cluster, tree_sum
 from speakergmm.utils import effective_jobs, progress, worker_pool
 from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
 
@@ -229,6 +229,13 @@ def _pass_shard(payload: tuple) -> dict[str, np.ndarray]:
 SHARD_UTTERANCES = 64
 
 
+def _pass_shard_task(source: FeatureSource, model_arrays: dict, dtype: str, chunk_frames: int,
+                     stride: int, item: tuple) -> dict[str, np.ndarray]:
+    """:func:`_pass_shard` as a Dask task: the shared parts arrive once per worker."""
+    shard, pack, key = item
+    return _pass_shard((source, shard, pack, key, model_arrays, dtype, chunk_frames, stride))
+
+
 def _shards(utterances: Sequence[str], shard_utterances: int = SHARD_UTTERANCES) -> list[list[str]]:
     """Contiguous shards of ``shard_utterances`` consecutive utterances (the last may be shorter)."""
     return [list(utterances[a:a + shard_utterances]) for a in range(0, len(utterances), shard_utterances)]
@@ -240,42 +247,41 @@ class _Accumulator:
 
     def __init__(self, source: FeatureSource, utterances: Sequence[str], jobs: int,
                  dtype: str, chunk_frames: int, pack_dir: Path, fingerprint: str,
-                 client: Any = None):
+                 client: Any = None, shard_utterances: int = SHARD_UTTERANCES):
         self.source = source
-        self.shards = _shards(utterances)
+        self.shards = _shards(utterances, shard_utterances)
         self.dtype = dtype
         self.chunk_frames = int(chunk_frames)
         pack_dir.mkdir(parents=True, exist_ok=True)
         n = len(self.shards)
         self.packs = [(str(pack_dir / f"shard-{i + 1}-of-{n}{_PACK_SUFFIX}"),
                        f"{fingerprint}:{i}:{n}:{len(shard)}") for i, shard in enumerate(self.shards)]
-        self.executor = as_executor(client)
+        self.client = client
         self.jobs = max(1, min(jobs, n))
         self.pool = None
-        if self.executor is None and self.jobs > 1:
+        if client is None and self.jobs > 1:
             self.pool = worker_pool(self.jobs)
 
     def __call__(self, gmm: GMM, stride: int = 1) -> SufficientStats:
         arrays = gmm.to_arrays()
+        if self.client is not None:
+            # The model and the source go to each worker once; the sum runs on the workers.
+            items = [(shard, pack, key) for shard, (pack, key) in zip(self.shards, self.packs)]
+            return sum_on_cluster(_pass_shard_task, (self.source, arrays, self.dtype, self.chunk_frames, stride),
+                                  items, client=self.client)
         payloads = [(self.source, shard, pack, key, arrays, self.dtype, self.chunk_frames, stride)
                     for shard, (pack, key) in zip(self.shards, self.packs)]
-        if self.executor is not None:
-            results = list(self.executor.map(_pass_shard, payloads))
-        elif self.pool is None:
+        if self.pool is None:
             with threadpool_limits(limits=1):  # jobs=1 means one core (and no BLAS thrashing)
                 results = list(map(_pass_shard, payloads))
         else:
             results = list(self.pool.map(_pass_shard, payloads))
-        total = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
-        for arrays_k in results:  # summed in shard order: deterministic
-            total += SufficientStats.from_arrays(arrays_k)
-        return total
+        # Added in the cluster's fixed tree, so that every way of running gives the same bits.
+        return tree_sum([SufficientStats.from_arrays(a) for a in results])
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
-        if self.executor is not None:
-            self.executor.shutdown(wait=False)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -338,6 +344,7 @@ def train_ubm(
     show_progress: bool | None = None,
     stop_after: int | None = None,
     client: Any = None,
+    shard_utterances: int = SHARD_UTTERANCES,
 ) -> UBMResult:
     """Train a UBM on a corpus by binary splitting and EM, streaming the features.
 
@@ -364,11 +371,15 @@ def train_ubm(
         Worker processes (``0``: all cores). The utterances are cut into fixed shards of
         ``SHARD_UTTERANCES`` (whatever ``jobs``); each task accumulates one shard, and the
         shards' statistics are added in order, so the UBM does not depend on ``jobs``.
-    client : dask.distributed.Client or concurrent.futures.Executor, optional
+    client : dask.distributed.Client, optional
         Run the passes' shard tasks on a cluster instead of local processes (see
         :mod:`speakergmm.cluster`): same shards, same order, same model. Workers read the
         features from the source's paths and, with a checkpoint, keep their scratch copies
         beside it (shared storage).
+    shard_utterances : int
+        Utterances per shard (one task of a pass). Results depend on it (by rounding only),
+        never on ``jobs`` or the cluster. Larger shards mean fewer tasks and fewer
+        statistics to add per pass; see docs/scaling.md for corpus-scale values.
     checkpoint : path, optional
         Checkpoint file written after every pass; when it exists, training resumes from it
         (it must come from the same configuration and data, else :class:`VerificationError`).
@@ -397,6 +408,9 @@ def train_ubm(
     utts = list(src.ids() if utterances is None else utterances)
     if not utts:
         raise VerificationError("no utterances to train the UBM on")
+    if isinstance(shard_utterances, bool) or not isinstance(shard_utterances, (int, np.integer)) \
+            or shard_utterances < 1:
+        raise ValueError(f"shard_utterances must be a positive integer, got {shard_utterances!r}")
     schedule = config.schedule()
     n_passes = len(schedule)
     fingerprint = src.fingerprint(utts)
@@ -429,7 +443,8 @@ def train_ubm(
     else:
         pack_dir = Path(tempfile.mkdtemp(prefix="speakergmm-ubm-"))
     accumulate = _Accumulator(src, utts, effective_jobs(jobs) if len(remaining) else 1, config.dtype,
-                              chunk_frames, pack_dir, fingerprint, client=client)
+                              chunk_frames, pack_dir, fingerprint, client=client,
+                              shard_utterances=int(shard_utterances))
     finished = False
     try:
         for p in progress(remaining, desc="UBM training", total=len(remaining), enabled=show_progress,
