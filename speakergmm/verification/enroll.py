@@ -24,7 +24,8 @@ from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.mixture import GMM, SufficientStats, map_update
 from speakergmm.cluster import as_executor, executor_workers
 from speakergmm.utils import effective_jobs, parallel_map
-from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
+from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
+                                              check_cluster_source, iter_buffered)
 
 __all__ = ["SpeakerModels", "enroll_speakers", "speaker_stats", "SPEAKER_MODELS_FORMAT"]
 
@@ -259,6 +260,8 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
         feature_config = src.feature_config()
     items = [(str(s), list(u)) for s, u in spk2utt.items()]
     executor = as_executor(client)
+    if executor is not None:
+        check_cluster_source(src, "enrolment")
     n_jobs = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
                         len(items)))
     # In-process: one speaker per step (a fine progress bar). In workers: a few batches per

@@ -35,7 +35,8 @@ from speakergmm.mixture import GMM
 from speakergmm.cluster import as_executor, executor_workers
 from speakergmm.utils import effective_jobs, parallel_map, progress
 from speakergmm.verification.enroll import SpeakerModels
-from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, check_utterance
+from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
+                                              check_cluster_source, check_utterance)
 
 __all__ = [
     "score_trials",
@@ -302,6 +303,8 @@ def score_trials(ubm: GMM, models: SpeakerModels, source: Any,
     groups = [(utt, np.array(ids), np.array(rows)) for utt, (ids, rows) in by_utt.items()]
     scores = np.full(len(trials), np.nan)
     executor = as_executor(client)
+    if executor is not None:
+        check_cluster_source(src, "scoring")
     n_jobs = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
                         len(groups)))
     on_error = "raise" if errors is None else "nan"

@@ -39,7 +39,8 @@ from speakergmm.mixture.em import split_components, trivial_gmm
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
 from speakergmm.mixture.distributed import sum_on_cluster, tree_sum
 from speakergmm.utils import effective_jobs, progress, worker_pool
-from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
+from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
+                                              check_cluster_source, iter_buffered)
 
 __all__ = [
     "CheckpointMismatch",
@@ -408,6 +409,8 @@ def train_ubm(
     utts = list(src.ids() if utterances is None else utterances)
     if not utts:
         raise VerificationError("no utterances to train the UBM on")
+    if client is not None:
+        check_cluster_source(src, "UBM training")
     if isinstance(shard_utterances, bool) or not isinstance(shard_utterances, (int, np.integer)) \
             or shard_utterances < 1:
         raise ValueError(f"shard_utterances must be a positive integer, got {shard_utterances!r}")
