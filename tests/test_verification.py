@@ -54,7 +54,7 @@ def _speaker_data(ubm: GMM, n_speakers: int, frames: int, seed: int) -> dict[str
 # --------------------------------------------------------------------------- UBM training
 def test_ubm_training_increases_likelihood_and_floors_variance():
     utts = _corpus()
-    result = train_ubm(utts, 8, iter_per_split=3, final_iter=4, variance_floor=0.05)
+    result = train_ubm(utts, 8, iter_per_split=3, final_iter=4, variance_floor_ratio=0.05)
     gmm = result.gmm
     assert gmm.n_components == 8 and gmm.covariance_type == "diag"
     assert result.n_frames == sum(u.shape[0] for u in utts)
@@ -66,7 +66,7 @@ def test_ubm_training_increases_likelihood_and_floors_variance():
     # EM's last step improved on the likelihood reported for the last pass.
     assert gmm.score_samples(all_frames).mean() >= result.history[-1] - 1e-9
     # Streaming utterance by utterance (in small chunks) equals training on one big array.
-    kw = dict(iter_per_split=3, final_iter=4, variance_floor=0.05, dtype="float64")
+    kw = dict(iter_per_split=3, final_iter=4, variance_floor_ratio=0.05, dtype="float64")
     batch = train_ubm([all_frames], 8, **kw)
     streamed = train_ubm(utts, 8, chunk_frames=100, **kw)
     np.testing.assert_allclose(streamed.gmm.means, batch.gmm.means, rtol=1e-8, atol=1e-8)

@@ -24,12 +24,9 @@ from typing import Any
 import numpy as np
 
 from speakergmm.mixture._covariance import COVARIANCE_TYPES
-from speakergmm.mixture.em import ChunkSource, iter_chunks
+from speakergmm.mixture.em import ConvergenceWarning  # noqa: F401  (re-exported)
+from speakergmm.mixture.sources import ChunkSource, iter_chunks
 from speakergmm.mixture.model import GMM, as_generator, check_frames, check_sample_weight
-
-
-class ConvergenceWarning(UserWarning):
-    """EM (or variational inference) stopped at ``max_iter`` before converging."""
 
 
 class NotFittedError(ValueError, AttributeError):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +51,8 @@ from speakergmm.mixture._covariance import (
     log_det_precisions_cholesky,
     precisions_cholesky_from_covariances,
 )
-from speakergmm.mixture.em import ChunkSource, accumulate, iter_chunks
+from speakergmm.mixture.em import EMHooks, fit_best
+from speakergmm.mixture.sources import ChunkSource, accumulate, iter_chunks
 from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import _OCCUPANCY_EPS, _add_reg, _covariances_from_moments
@@ -494,47 +494,35 @@ class BayesianGaussianMixture(MixtureEstimator):
         priors = self._resolve_priors(n_features, mean, covariance)
         dtype = np.dtype(self.dtype)
         do_init = not (self.warm_start and getattr(self, "_posterior", None) is not None)
-        n_init = self.n_init if do_init else 1
         random_state = _legacy_random_state(self.random_state)
-        best: tuple | None = None
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            start = time.perf_counter()
-            posterior = (self._initial_posterior(sample, sample_weight, priors, random_state)
-                         if do_init else self._posterior)
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            history: list[float] = []
-            converged, n_iter = False, 0
-            for n_iter in range(1, self.max_iter + 1):
-                previous = lower_bound
-                gmm, _ = variational_gmm(posterior, dtype)
-                stats = accumulate(gmm, source)
-                entropy = responsibility_entropy(gmm, stats)
-                posterior = variational_update(stats, priors, self.weight_concentration_prior_type,
-                                               self.reg_covar)
-                lower_bound = variational_elbo(posterior, entropy)
-                history.append(lower_bound)
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - start:.5f}s\t "
-                          f"ll change {lower_bound - previous:.5f}")
-                if abs(lower_bound - previous) < self.tol:
-                    converged = True
-                    break
-            if self.verbose:
-                status = "converged" if converged else "did not converge"
-                print(f"Initialization {status}. time lapse {time.perf_counter() - start:.5f}s\t "
-                      f"lower bound {lower_bound:.5f}")
-            if best is None or lower_bound > best[1]:
-                best = (posterior, lower_bound, converged, n_iter, history)
-        posterior, self.lower_bound_, self.converged_, self.n_iter_, self.lower_bounds_ = best
-        self._set_posterior(posterior, priors)
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                f"Best of {n_init} initialisation(s) did not converge within max_iter="
-                f"{self.max_iter} iterations; try a larger max_iter or tol, or check the data",
-                ConvergenceWarning, stacklevel=3,
-            )
+        e_step_model: list[GMM] = []  # the mixture of the last E-step, for the entropy
+
+        def initialise() -> VariationalPosterior:
+            if do_init:
+                return self._initial_posterior(sample, sample_weight, priors, random_state)
+            return self._posterior
+
+        def e_step(posterior: VariationalPosterior) -> SufficientStats:
+            gmm, _ = variational_gmm(posterior, dtype)
+            e_step_model[:] = [gmm]
+            return accumulate(gmm, source)
+
+        def update(stats: SufficientStats, _posterior: VariationalPosterior) -> VariationalPosterior:
+            return variational_update(stats, priors, self.weight_concentration_prior_type,
+                                      self.reg_covar)
+
+        def elbo(stats: SufficientStats, _old: VariationalPosterior,
+                 new: VariationalPosterior) -> float:
+            return variational_elbo(new, responsibility_entropy(e_step_model[0], stats))
+
+        result = fit_best(initialise, EMHooks(e_step, update, lower_bound=elbo),
+                          n_init=self.n_init if do_init else 1, max_iter=self.max_iter,
+                          tol=self.tol, initial_lower_bound=-np.inf if do_init else self.lower_bound_,
+                          verbose=self.verbose, verbose_interval=self.verbose_interval,
+                          report_change=True, warn_stacklevel=3)
+        self.lower_bound_, self.converged_ = result.lower_bound, result.converged
+        self.n_iter_, self.lower_bounds_ = result.n_iter, result.history
+        self._set_posterior(result.model, priors)
         return self
 
     def _set_posterior(self, posterior: VariationalPosterior, priors: VariationalPriors) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from typing import Any
 
@@ -26,10 +25,11 @@ from speakergmm.mixture._base import (
     nearest_centre,
     validate_X,
 )
-from speakergmm.mixture.em import ChunkSource, accumulate, binary_split_fit, run_em
+from speakergmm.mixture.em import EMHooks, binary_split_fit, fit_best
+from speakergmm.mixture.sources import ChunkSource, accumulate
 from speakergmm.mixture.model import GMM, as_generator, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
-from speakergmm.mixture.update import _variance_floor_vector, ml_update
+from speakergmm.mixture.update import ml_update, variance_floor_vector
 
 ESTIMATOR_FORMAT = "speakergmm.GaussianMixture"
 ESTIMATOR_VERSION = 1
@@ -212,46 +212,30 @@ class GaussianMixture(MixtureEstimator):
     def _fit(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
              n_features: int) -> "GaussianMixture":
         do_init = not (self.warm_start and getattr(self, "_gmm", None) is not None)
-        n_init = self.n_init if do_init else 1
         rng = as_generator(self.random_state)
-        best = None
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            start = time.perf_counter()
-            gmm = (self._initial_gmm(source, sample, sample_weight, rng) if do_init
-                   else self._gmm.astype(np.dtype(self.dtype)))
+        dtype = np.dtype(self.dtype)
 
-            def report(i: int, bound: float, _gmm: GMM, t0=start) -> None:
-                if self.verbose >= 2 and i % self.verbose_interval == 0:
-                    print(f"  Iteration {i}\t time lapse {time.perf_counter() - t0:.5f}s\t "
-                          f"log-likelihood {bound:.5f}")
+        def initialise() -> GMM:
+            if do_init:
+                return self._initial_gmm(source, sample, sample_weight, rng)
+            return self._gmm.astype(dtype)
 
-            if self.max_iter == 0:
-                result_gmm, converged, n_iter = gmm, False, 0
-                bound = accumulate(gmm, source)
-                bound = bound.log_likelihood / bound.n_frames
-                history: list[float] = []
-            else:
-                result = run_em(gmm, source, self.max_iter, self.tol, self.reg_covar,
-                                self.variance_floor, callback=report,
-                                initial_lower_bound=-np.inf if do_init else self.lower_bound_)
-                result_gmm, converged, n_iter = result.gmm, result.converged, result.n_iter
-                bound, history = result.lower_bound, result.history
-            if self.verbose:
-                status = "converged" if converged else "did not converge"
-                print(f"Initialization {status}. time lapse {time.perf_counter() - start:.5f}s\t "
-                      f"lower bound {bound:.5f}")
-            if best is None or bound > best[1]:
-                best = (result_gmm, bound, converged, n_iter, history)
-        self._gmm, self.lower_bound_, self.converged_, self.n_iter_, self.lower_bounds_ = best
+        def update(stats: SufficientStats, gmm: GMM) -> GMM:
+            return ml_update(stats, self.reg_covar, self.variance_floor, previous=gmm)
+
+        def evaluate(gmm: GMM) -> float:
+            stats = accumulate(gmm, source)
+            return stats.log_likelihood / stats.n_frames
+
+        result = fit_best(initialise, EMHooks(lambda gmm: accumulate(gmm, source), update),
+                          n_init=self.n_init if do_init else 1, max_iter=self.max_iter,
+                          tol=self.tol, evaluate=evaluate,
+                          initial_lower_bound=-np.inf if do_init else self.lower_bound_,
+                          verbose=self.verbose, verbose_interval=self.verbose_interval,
+                          warn_stacklevel=3)
+        self._gmm, self.lower_bound_ = result.model, result.lower_bound
+        self.converged_, self.n_iter_, self.lower_bounds_ = result.converged, result.n_iter, result.history
         self.n_features_in_ = n_features
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                f"Best of {n_init} initialisation(s) did not converge within max_iter="
-                f"{self.max_iter} iterations; try a larger max_iter or tol, or check the data",
-                ConvergenceWarning, stacklevel=3,
-            )
         return self
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None, decay: float = 0.6
@@ -341,7 +325,7 @@ class GaussianMixture(MixtureEstimator):
                       random_state=meta.get("random_state"),
                       variance_floor=meta.get("variance_floor"))  # absent before it was saved
             est._gmm = GMM.from_arrays(arrays, dtype=np.dtype(est.dtype))
-            _variance_floor_vector(est.variance_floor, est._gmm.n_features)  # validates
+            variance_floor_vector(est.variance_floor, est._gmm.n_features)  # validates
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{path}: invalid GaussianMixture file: {exc}") from exc
         if est._gmm.n_components != est.n_components:

@@ -41,7 +41,9 @@ def _floor_full(cov: np.ndarray, floor: np.ndarray) -> np.ndarray:
     return (eigvec * eigval) @ eigvec.T * np.outer(scale, scale)
 
 
-def _variance_floor_vector(variance_floor: Any, n_features: int) -> np.ndarray | None:
+def variance_floor_vector(variance_floor: Any, n_features: int) -> np.ndarray | None:
+    """An absolute variance floor (None, a scalar or per-feature values) as a validated
+    (n_features,) vector, or None."""
     if variance_floor is None:
         return None
     floor = np.broadcast_to(np.asarray(variance_floor, dtype=np.float64), (n_features,)).copy()
@@ -167,7 +169,7 @@ def ml_update(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: A
     # The raw first moment over nk, as scikit-learn: an empty component lands at the origin.
     means = (stats.centred_first + stats.zeroth[:, None] * stats.shift) / nk[:, None]
     covariances = _add_reg(_covariances_from_moments(stats, nk, means), cov_type, reg_covar)
-    covariances = _apply_floor(covariances, cov_type, _variance_floor_vector(variance_floor, stats.n_features))
+    covariances = _apply_floor(covariances, cov_type, variance_floor_vector(variance_floor, stats.n_features))
     empty = stats.zeroth < min_occupancy
     if previous is not None and np.any(empty):
         warnings.warn(
