@@ -235,3 +235,39 @@ def test_feature_extraction_on_the_cluster_equals_local(client, fsdd, tmp_path):
     a, b = FeatureStore(tmp_path / "local"), FeatureStore(tmp_path / "remote")
     for utt in a.utterances:
         assert np.array_equal(a[utt], b[utt])
+
+
+# --------------------------------------------------------------------------- the estimator
+@pytest.mark.parametrize("init_params", ["kmeans", "split"])
+def test_gaussian_mixture_fit_on_a_dask_array_equals_in_memory(client, init_params):
+    from speakergmm import GaussianMixture
+
+    X, _ = _data(n=6000, d=4)
+    w = np.random.default_rng(2).uniform(0.5, 1.5, size=X.shape[0])
+    kw = dict(n_components=4, covariance_type="diag", init_params=init_params, random_state=0,
+              max_iter=200, tol=1e-4)
+    memory = GaussianMixture(**kw).fit(X, sample_weight=w)
+    with distributed.Client(client.scheduler.address, set_as_default=True) as default:
+        assert default is not None
+        lazy = GaussianMixture(**kw).fit(da.from_array(X, chunks=(1100, 4)), sample_weight=w)
+    assert lazy.n_iter_ == memory.n_iter_
+    np.testing.assert_allclose(lazy.means_, memory.means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(lazy.covariances_, memory.covariances_, rtol=1e-9)
+    np.testing.assert_allclose(lazy.weights_, memory.weights_, rtol=1e-9)
+    assert lazy.lower_bound_ == pytest.approx(memory.lower_bound_, rel=1e-11)
+
+
+def test_fit_chunks_on_the_cluster_reads_files_on_the_workers(client, tmp_path):
+    from speakergmm import GaussianMixture
+
+    X, _ = _data(n=6000, d=4)
+    paths = []
+    for i in range(0, 6000, 800):
+        paths.append(str(tmp_path / f"c{i}.npy"))
+        np.save(paths[-1], X[i:i + 800])
+    kw = dict(n_components=4, covariance_type="diag", init_params="split", max_iter=200, tol=1e-4)
+    local = GaussianMixture(**kw).fit_chunks([X[i:i + 800] for i in range(0, 6000, 800)])
+    remote = GaussianMixture(**kw).fit_chunks(paths, client=client, split_every=3)
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-9)
+    assert remote.n_iter_ == local.n_iter_

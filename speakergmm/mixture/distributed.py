@@ -132,6 +132,23 @@ class _TreeAccumulator:
                               client=self.client, split_every=self.split_every, retries=self.retries)
 
 
+def _n_rows(item: Any) -> int:
+    return int(_load_chunk(item)[0].shape[0])
+
+
+def _take_rows(item: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    X, w = _load_chunk(item)
+    return np.asarray(X[rows], dtype=np.float64), (None if w is None else np.asarray(w[rows], dtype=np.float64))
+
+
+def _compute(client: Any, *values: Any) -> tuple:
+    import dask
+
+    if client is not None:
+        return tuple(client.gather(client.compute(list(values))))
+    return dask.compute(*values)
+
+
 class DaskArrayAccumulator(_TreeAccumulator):
     """Statistics of a dask array under a model: one E-step task per row block.
 
@@ -158,6 +175,7 @@ class DaskArrayAccumulator(_TreeAccumulator):
         if len(X.chunks[1]) > 1:
             X = X.rechunk({1: -1})
         self.X = X
+        self.sample_weight = None
         self.n_samples, self.n_features = int(X.shape[0]), int(X.shape[1])
         blocks = list(X.to_delayed()[:, 0])
         weights: list = [None] * len(blocks)
@@ -172,16 +190,23 @@ class DaskArrayAccumulator(_TreeAccumulator):
             elif sample_weight.chunks[0] != X.chunks[0]:
                 sample_weight = sample_weight.rechunk((X.chunks[0],))
             weights = list(sample_weight.to_delayed())
+            self.sample_weight = sample_weight
         self.items = list(zip(blocks, weights))
 
-    def sample_rows(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """Up to ``n`` rows drawn without replacement (for initialisation), as numpy."""
-        n = min(int(n), self.n_samples)
-        rows = np.sort(rng.choice(self.n_samples, size=n, replace=False))
-        sample = self.X[rows]
-        if self.client is not None:
-            return np.asarray(self.client.compute(sample).result())
-        return np.asarray(sample.compute())
+    def sample_rows(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """Up to ``n`` rows drawn without replacement, in their order (all rows when there
+        are at most ``n``), and their weights: the initialisation sample, as numpy."""
+        self.n_total = self.n_samples
+        if n >= self.n_samples:
+            rows = slice(None)
+        else:
+            rows = np.sort(rng.choice(self.n_samples, size=int(n), replace=False))
+        X = self.X[rows]
+        if self.sample_weight is None:
+            (X,) = _compute(self.client, X)
+            return np.asarray(X, dtype=np.float64), None
+        X, w = _compute(self.client, X, self.sample_weight[rows])
+        return np.asarray(X, dtype=np.float64), np.asarray(w, dtype=np.float64)
 
 
 class ChunkListAccumulator(_TreeAccumulator):
@@ -210,6 +235,39 @@ class ChunkListAccumulator(_TreeAccumulator):
                 for i, future in zip(in_memory, futures):
                     items[i] = future
         self.items = items
+
+    def sample_rows(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """Up to ``n`` rows drawn uniformly without replacement over all chunks (all rows
+        when there are at most ``n``), read by the workers: the initialisation sample.
+        Also sets ``n_total`` and ``n_features``."""
+        import dask
+
+        counts = np.array(_compute(self.client, *[dask.delayed(_n_rows)(item) for item in self.items]),
+                          dtype=np.int64)
+        self.n_total = int(counts.sum())
+        if self.n_total == 0:
+            raise ValueError("the chunks hold no frames")
+        chosen = (np.arange(self.n_total) if n >= self.n_total
+                  else np.sort(rng.choice(self.n_total, size=int(n), replace=False)))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        take = dask.delayed(_take_rows)
+        parts = []
+        for i, item in enumerate(self.items):
+            lo, hi = np.searchsorted(chosen, [bounds[i], bounds[i + 1]])
+            if hi > lo:
+                parts.append(take(item, chosen[lo:hi] - bounds[i]))
+        got = _compute(self.client, *parts)
+        widths = {X.shape[1] for X, _ in got}
+        if len(widths) != 1:
+            raise ValueError(f"chunks have different numbers of features: {sorted(widths)}")
+        self.n_features = widths.pop()
+        X = np.concatenate([X for X, _ in got])
+        weighted = [w is not None for _, w in got]
+        if not any(weighted):
+            return X, None
+        w = np.concatenate([np.ones(x.shape[0]) if w is None else w for x, w in got])
+        keep = w > 0
+        return X[keep], w[keep]
 
 
 def _holds_arrays(item: Any) -> bool:
