@@ -198,15 +198,19 @@ class FeatureExtractor:
             signal = resample(signal, sample_rate, c.sample_rate)
         return dither_signal(signal, c.dither, c.dither_seed)
 
-    def extract_full(self, path_or_signal, sample_rate: int | None = None) -> Extraction:
-        """Like :meth:`extract` but also returns frame counts and the VAD mask."""
+    def extract_full(self, path_or_signal, sample_rate: int | None = None,
+                     source: str | None = None) -> Extraction:
+        """Like :meth:`extract` but also returns frame counts and the VAD mask.
+
+        ``source`` names an array signal in error messages (default ``"<signal>"``).
+        """
         c = self.config
         if isinstance(path_or_signal, (str, os.PathLike)):
             source = str(path_or_signal)
             signal, _ = read_audio(source, c.sample_rate)  # checked, mono, scaled, resampled
             signal = dither_signal(signal, c.dither, c.dither_seed)
         else:
-            source = "<signal>"
+            source = source or "<signal>"
             if sample_rate is None:
                 raise TypeError("extract_features(signal, ...) needs sample_rate= for an array signal")
             signal = self.prepare(path_or_signal, int(sample_rate), source)
