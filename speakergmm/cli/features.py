@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("configuration (defaults: speakergmm.features.FeatureConfig)")
     g.add_argument("--config", metavar="JSON", help="start from this configuration file "
                    "(FeatureConfig.save output or a JSON object of fields); options below override it")
+    g.add_argument("--preset", choices=("default", "kaldi"), default=None,
+                   help="start from a preset: default (FeatureConfig()) or kaldi (FeatureConfig.kaldi(): "
+                        "equal to Kaldi's compute-mfcc-feats defaults, dither 0: 13 MFCC with log "
+                        "energy, 23 mel bands, no deltas, CMVN or VAD); options below override it")
     g.add_argument("--sample-rate", type=int, help="analysis rate in Hz; other rates are resampled (8000)")
     g.add_argument("--n-mfcc", type=int, help="cepstral coefficients (20)")
     g.add_argument("--n-mels", type=int, help="mel bands (23 up to 8 kHz, 40 above)")
@@ -90,6 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop non-speech frames with the energy VAD (yes)")
     g.add_argument("--vad-threshold", type=float, help="VAD log-energy offset (5.5)")
     g.add_argument("--vad-mean-scale", type=float, help="VAD weight of the mean log energy (0.5)")
+    p.add_argument("--format", choices=("cache", "kaldi"), default="cache",
+                   help="cache: our feature cache (default); kaldi: OUT_DIR/feats.ark + feats.scp "
+                        "(kaldiio) with utt2spk, spk2utt, utt2num_frames and config.json, a Kaldi data "
+                        "directory every command reads as it is")
     p.add_argument("--jobs", "-j", type=int, default=1,
                    help="worker processes; 0 = all cores (default 1)")
     p.add_argument("--force", action="store_true", help="recompute even the features that are current")
@@ -124,9 +132,16 @@ _FIELD_OPTIONS = ("sample_rate", "n_mfcc", "n_mels", "energy", "window", "frame_
 
 def build_config(args: argparse.Namespace):
     """The FeatureConfig of parsed ``features`` arguments (``--config`` then the options)."""
-    from speakergmm.features.config import FeatureConfig
+    from speakergmm.features.config import FeatureConfig, FeatureConfigError
 
-    base = FeatureConfig.load(args.config) if args.config else FeatureConfig()
+    if args.config and getattr(args, "preset", None):
+        raise FeatureConfigError("give --config or --preset, not both")
+    if args.config:
+        base = FeatureConfig.load(args.config)
+    elif getattr(args, "preset", None) == "kaldi":
+        base = FeatureConfig.kaldi(sample_rate=args.sample_rate or 16000)
+    else:
+        base = FeatureConfig()
     changes: dict[str, Any] = {name: getattr(args, name) for name in _FIELD_OPTIONS
                                if getattr(args, name, None) is not None}
     return base.replace(**changes) if changes else base
@@ -145,9 +160,23 @@ def _run_features(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         return EXIT_OK
+    cache_dir = args.out_dir
+    if args.format == "kaldi":
+        from pathlib import Path
+
+        cache_dir = str(Path(args.out_dir) / ".speakergmm-cache")  # resumable work area
     try:
-        report = extract_data_dir(args.data_dir, args.out_dir, config, jobs=args.jobs,
+        report = extract_data_dir(args.data_dir, cache_dir, config, jobs=args.jobs,
                                   progress=args.progress, force=args.force)
+        if args.format == "kaldi":
+            from speakergmm.corpus import read_data_dir
+            from speakergmm.features.external import write_kaldi_features
+            from speakergmm.features.store import FeatureStore
+
+            out = write_kaldi_features(FeatureStore(cache_dir), args.out_dir,
+                                       read_data_dir(args.data_dir), config)
+            print(f"wrote {out / 'feats.ark'} and {out / 'feats.scp'} ({report.n_ok} utterances)",
+                  file=sys.stderr)
     except CorpusError as exc:
         print(f"speakergmm features: invalid data directory {args.data_dir}:\n  {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT

@@ -11,7 +11,7 @@ Quick use::
 """
 
 from speakergmm.features.audio import FeatureError, read_audio
-from speakergmm.features.config import (CMVN_MODES, ENERGY_MODES, PIPELINE_VERSION, WINDOWS,
+from speakergmm.features.config import (CMVN_MODES, ENERGY_MODES, MEL_FILTERS, PIPELINE_VERSION, WINDOWS,
                                         FeatureConfig, FeatureConfigError, FeatureConfigMismatch)
 from speakergmm.features.extract import Extraction, FeatureExtractor, extract_features, get_extractor
 from speakergmm.features.processing import (add_deltas, cmvn, delta_filters, energy_vad,
