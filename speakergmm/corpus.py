@@ -372,17 +372,18 @@ def _check_sorted(path: Path, keys: list[tuple[int, str]], what: str, problems: 
         previous = key
 
 
-def _read(root: Path, strict: bool) -> tuple[DataDir | None, list[str]]:
-    """Read a data directory; (DataDir or None when there are problems, problems)."""
+def _read(root: Path, strict: bool) -> tuple[DataDir | None, list[str], list[str]]:
+    """Read a data directory: (DataDir or None when there are problems, problems, the
+    ``file:line: reason`` of each unusable segment)."""
     if not root.is_dir():
-        return None, [f"{root}: no such data directory"]
+        return None, [f"{root}: no such data directory"], []
     wav_scp, utt2spk_path, spk2utt_path = root / "wav.scp", root / "utt2spk", root / "spk2utt"
     segments_path, feats_path, gender_path = root / "segments", root / "feats.scp", root / "spk2gender"
     problems: list[str] = []
     if not wav_scp.is_file() and not feats_path.is_file():
-        return None, [f"{wav_scp}: missing (a data directory needs wav.scp or feats.scp, and utt2spk)"]
+        return None, [f"{wav_scp}: missing (a data directory needs wav.scp or feats.scp, and utt2spk)"], []
     if not utt2spk_path.is_file():
-        return None, [f"{utt2spk_path}: missing (a data directory needs wav.scp or feats.scp, and utt2spk)"]
+        return None, [f"{utt2spk_path}: missing (a data directory needs wav.scp or feats.scp, and utt2spk)"], []
 
     # wav.scp: utterance (or, with segments, recording) -> path or command
     entries: dict[str, str] = {}
@@ -537,15 +538,15 @@ def _read(root: Path, strict: bool) -> tuple[DataDir | None, list[str]]:
         fields[name] = {u: v for u, v in values.items() if u in utt2spk}
 
     if problems:
-        return None, problems
+        return None, problems, list(unusable.values())
     try:
         data = DataDir(wav={u: loc for u, loc in wav.items() if u in utt2spk}, utt2spk=utt2spk,
                        fields=fields, segments=segments, recordings=recordings, feats=feats,
                        spk2gender=spk2gender, origin=origin, unusable=unusable)
     except CorpusError as exc:
-        return None, exc.problems
+        return None, exc.problems, list(unusable.values())
     data.path = root
-    return data, []
+    return data, [], list(unusable.values())
 
 
 def read_data_dir(path: str | os.PathLike) -> DataDir:
@@ -567,7 +568,7 @@ def read_data_dir(path: str | os.PathLike) -> DataDir:
         utterances without audio), a ``spk2utt`` that disagrees with ``utt2spk``, bad
         genders or durations. Sort order is checked by :func:`validate_data_dir` only.
     """
-    data, problems = _read(Path(path), strict=False)
+    data, problems, _ = _read(Path(path), strict=False)
     if problems:
         raise CorpusError(problems)
     assert data is not None
@@ -582,10 +583,8 @@ def validate_data_dir(path: str | os.PathLike) -> list[str]:
     unusable segments, each as ``file:line: what``. An empty list means the directory is
     valid for Kaldi too.
     """
-    data, problems = _read(Path(path), strict=True)
-    if data is not None:
-        problems = problems + list(data.unusable.values())
-    return problems
+    _, problems, unusable = _read(Path(path), strict=True)
+    return problems + unusable
 
 
 def write_data_dir(data: DataDir, out_dir: str | os.PathLike) -> Path:

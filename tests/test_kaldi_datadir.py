@@ -310,3 +310,18 @@ def test_verify_on_commands_and_segments_equals_plain_paths(fsdd, tmp_path, caps
         scores[name] = [float(line.split()[2]) for line in (tmp_path / name / "scores.txt").read_text().splitlines()]
     assert len(scores["plain"]) == 8
     np.testing.assert_allclose(scores["kaldi"], scores["plain"], atol=1e-6)
+
+
+def test_validate_data_dir_command(tmp_path, capsys):
+    from speakergmm.cli import main
+
+    good = _write(tmp_path / "good", {"wav.scp": "r1 cat /x.wav |\n", "segments": "s-a r1 0 1\ns-b r1 1 2\n",
+                                      "utt2spk": "s-a s\ns-b s\n"})
+    assert main(["validate-data-dir", str(good)]) == 0
+    assert "valid (2 utterances of 1 speakers, segments of 1 recordings, 2 audio commands)" in capsys.readouterr().err
+    bad = _write(tmp_path / "bad", {"wav.scp": "r1 /x.wav\n", "segments": "s-b r1 1 2\ns-a r1 0.5 0.1\n",
+                                    "utt2spk": "s-a s\ns-b s\n"})
+    assert main(["validate-data-dir", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad / 'segments'}:2: utterance 's-a' is out of order" in out
+    assert f"{bad / 'segments'}:2: segment ends at 0.1 s, not after its start 0.5 s" in out

@@ -1,4 +1,4 @@
-"""``speakergmm features`` and ``speakergmm make-data-dir``: the front end on the command line.
+"""``speakergmm features``, ``make-data-dir`` and ``validate-data-dir``: the front end on the command line.
 
 Exit status of ``features``: 0 when every utterance has features; 3 when the batch finished
 but skipped some utterances (listed on stderr and in OUT_DIR/report.json); 2 for bad
@@ -29,6 +29,12 @@ examples:
   # start from a saved configuration (e.g. the one next to a model), override one field
   speakergmm features data/test feats/test --config exp/ubm/features.json --jobs 2
 
+  # Kaldi's compute-mfcc-feats (default options, dither 0), written as feats.ark + feats.scp
+  speakergmm features data/train mfcc/train --preset kaldi --sample-rate 16000 --format kaldi
+
+A cache made with another configuration is never overwritten: the run is refused, naming
+the settings that differ.
+
 Rerunning reuses the features of every utterance whose audio and configuration are
 unchanged (an interrupted run resumes); --force recomputes all.
 
@@ -57,8 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "features", help="extract MFCC features of a data directory into a feature cache",
         description="Extract MFCC features (deltas, CMVN, energy VAD) for every utterance of a "
-                    "Kaldi-style data directory (wav.scp, utt2spk) into OUT_DIR: one .npy per "
-                    "utterance, config.json, index.json and report.json.",
+                    "Kaldi-style data directory (wav.scp with paths or commands ending in '|', "
+                    "optional segments; utt2spk) into OUT_DIR: a feature cache (shards of .npy, "
+                    "config.json, index.json, report.json, utt2spk) or, with --format kaldi, "
+                    "feats.ark + feats.scp.",
         epilog=_FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")
     p.add_argument("out_dir", metavar="OUT_DIR", help="feature cache directory (created or updated)")
@@ -122,6 +130,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "integer ranges LO-HI, e.g. index=5-49 or speaker=george,theo; repeatable (all must hold)")
     m.add_argument("--recursive", action="store_true", help="look in sub-folders too")
     m.set_defaults(func=_run_make_data_dir)
+
+    v = subparsers.add_parser(
+        "validate-data-dir", help="check a Kaldi data directory as Kaldi's validate_data_dir.sh does",
+        description="Check wav.scp, segments, utt2spk, spk2utt, feats.scp, spk2gender and utt2* files: "
+                    "format, unique and sorted ids (LC_ALL=C order), consistency between the files, "
+                    "segments that cannot be cut. Each problem is printed as file:line: what. "
+                    "Audio is not opened and commands are not run (speakergmm features does that).",
+        epilog="exit status: 0 valid; 1 problems found (listed on stdout).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")
+    v.set_defaults(func=_run_validate)
 
 
 # ---------------------------------------------------------------------- features
@@ -189,6 +208,27 @@ def _run_features(args: argparse.Namespace) -> int:
               f"skipped (see {report.out_dir / 'report.json'}); exit status {EXIT_SKIPPED}",
               file=sys.stderr)
     return report.exit_status
+
+
+# ---------------------------------------------------------------------- validate-data-dir
+def _run_validate(args: argparse.Namespace) -> int:
+    from speakergmm.corpus import read_data_dir, validate_data_dir
+
+    problems = validate_data_dir(args.data_dir)
+    if problems:
+        print("\n".join(problems))
+        print(f"speakergmm validate-data-dir: {len(problems)} problem(s) in {args.data_dir}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    data = read_data_dir(args.data_dir)
+    parts = [f"{len(data)} utterances of {len(data.speakers)} speakers"]
+    if data.segments:
+        parts.append(f"segments of {len(data.recordings)} recordings")
+    if any(loc.rstrip().endswith("|") for loc in data.wav.values()):
+        parts.append(f"{sum(loc.rstrip().endswith('|') for loc in data.wav.values())} audio commands")
+    if data.feats:
+        parts.append("feats.scp")
+    print(f"{args.data_dir}: valid ({', '.join(parts)})", file=sys.stderr)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------- make-data-dir
