@@ -224,3 +224,16 @@ def cut_segment(data: np.ndarray, rate: int, start: float, end: float | None, so
                                        f"({duration:.3f} s) by more than {MAX_SEGMENT_OVERSHOOT:g} s")
         last = n
     return data[first:last]
+
+
+def probe_sample_rate(location: str) -> int:
+    """The sample rate of a ``wav.scp`` location: from the file's header, or for a command
+    by running it (its output is read once and dropped). Raises :class:`FeatureError`."""
+    if not is_command(location):
+        import soundfile
+
+        try:
+            return int(soundfile.info(location).samplerate)
+        except Exception as exc:
+            raise FeatureError(location, _unreadable_reason(Path(location), exc)) from None
+    return read_raw(location)[1]

@@ -177,9 +177,8 @@ def default_feature_config(data_dir: str | os.PathLike | None = None, sample_rat
 
 
 def _first_audio_rate(data_dir: str | os.PathLike) -> int | None:
-    import soundfile
-
     from speakergmm.corpus import CorpusError, read_data_dir
+    from speakergmm.features.audio import probe_sample_rate
 
     try:
         data = read_data_dir(data_dir)
@@ -187,7 +186,7 @@ def _first_audio_rate(data_dir: str | os.PathLike) -> int | None:
         return None
     for path in list(data.wav.values())[:5]:
         try:
-            return int(soundfile.info(path).samplerate)
+            return probe_sample_rate(path)  # a wav.scp command is run once for this
         except Exception:  # unreadable: feature extraction will report it
             continue
     return None
