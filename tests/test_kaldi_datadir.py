@@ -325,3 +325,38 @@ def test_validate_data_dir_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{bad / 'segments'}:2: utterance 's-a' is out of order" in out
     assert f"{bad / 'segments'}:2: segment ends at 0.1 s, not after its start 0.5 s" in out
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5000), rate=st.sampled_from([8000, 16000, 44100]),
+       a=st.floats(0, 1, allow_nan=False), b=st.floats(0, 1, allow_nan=False))
+def test_cut_segment_takes_exactly_the_rounded_span(n, rate, a, b):
+    data = np.arange(n, dtype=np.float64)[:, None]
+    duration = n / rate
+    start, end = sorted((a * duration, b * duration))
+    first, last = int(round(start * rate)), min(int(round(end * rate)), n)
+    if first >= n:
+        with pytest.raises(FeatureError):
+            cut_segment(data, rate, start, end, "r")
+        return
+    cut = cut_segment(data, rate, start, end, "r")
+    np.testing.assert_array_equal(cut[:, 0], np.arange(first, max(first, last)))
+    np.testing.assert_array_equal(cut_segment(data, rate, start, None, "r")[:, 0], np.arange(first, n))
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.floats(0, 1e5, allow_nan=False), length=st.floats(1e-3, 1e4, allow_nan=False),
+       to_end=st.booleans())
+def test_segments_survive_writing_and_reading(tmp_path_factory, start, length, to_end):
+    root = tmp_path_factory.mktemp("seg")
+    end = None if to_end else start + length
+    text = f"u r {start!r} {'-1' if end is None else repr(end)}\n"
+    _write(root, {"wav.scp": "r /x.wav\n", "segments": text, "utt2spk": "u s\n"})
+    data = read_data_dir(root)
+    assert data.segments["u"] == Segment("r", start, end)
+    again = read_data_dir(write_data_dir(data, root / "copy"))
+    assert again.segments == data.segments

@@ -175,3 +175,24 @@ def test_verify_with_a_changed_configuration_keeps_both_caches(small, tmp_path, 
     caches = sorted(p.name for p in (tmp_path / "v" / "features").iterdir())
     assert len(caches) == 6 and "ubm" in caches  # the first run's three, and three beside them
     assert FeatureStore(tmp_path / "v" / "features" / "ubm").config == FeatureConfig()
+
+
+def test_verify_on_feats_scp_directories_equals_verify_on_audio(small, tmp_path, capsys):
+    """Features written as Kaldi ark/scp and read back give the scores of the audio itself."""
+    for name in ("ubm", "enroll", "test"):
+        assert main(["features", str(small[name]), str(tmp_path / f"ark-{name}"), "--format", "kaldi",
+                     "--n-mfcc", "13"]) == 0
+    capsys.readouterr()
+    config = tmp_path / "c.json"
+    FeatureConfig(n_mfcc=13).save(config)
+    common = ["--trials", str(small["trials"]), "-k", "8", "--final-iter", "3", "--iter-per-split", "2",
+              "-j", "1", "-q"]
+    assert main(["verify", "--ubm-data", str(small["ubm"]), "--enroll-data", str(small["enroll"]),
+                 "--test-data", str(small["test"]), "--out", str(tmp_path / "audio"),
+                 "--feature-config", str(config), *common]) == 0, capsys.readouterr().err
+    assert main(["verify", "--ubm-data", str(tmp_path / "ark-ubm"), "--enroll-data", str(tmp_path / "ark-enroll"),
+                 "--test-data", str(tmp_path / "ark-test"), "--out", str(tmp_path / "ark"), *common]) == 0, \
+        capsys.readouterr().err
+    assert not (tmp_path / "ark" / "features").exists()
+    read = lambda run: [float(line.split()[2]) for line in (tmp_path / run / "scores.txt").read_text().splitlines()]  # noqa: E731
+    np.testing.assert_allclose(read("ark"), read("audio"), atol=1e-6)
