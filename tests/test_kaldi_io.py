@@ -196,3 +196,34 @@ def test_verify_on_feats_scp_directories_equals_verify_on_audio(small, tmp_path,
     assert not (tmp_path / "ark" / "features").exists()
     read = lambda run: [float(line.split()[2]) for line in (tmp_path / run / "scores.txt").read_text().splitlines()]  # noqa: E731
     np.testing.assert_allclose(read("ark"), read("audio"), atol=1e-6)
+
+
+def test_kaldi_preset_on_the_command_line_equals_kaldi_native_fbank(small, tmp_path, monkeypatch, capsys):
+    """`--preset kaldi --format kaldi` written with a relative ark path, read from elsewhere."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_kaldi_mfcc import kaldi_mfcc
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["features", str(small["test"]), "mfcc", "--preset", "kaldi", "--format", "kaldi"]) == 0
+    capsys.readouterr()
+    scp = (tmp_path / "mfcc" / "feats.scp").read_text().splitlines()
+    offsets = [(line.split()[0], line.rsplit(":", 1)[1]) for line in scp]
+    # as a Kaldi recipe has it: ark paths relative to the recipe's directory (the working one)
+    (tmp_path / "mfcc" / "feats.scp").write_text("".join(f"{u} mfcc/feats.ark:{o}\n" for u, o in offsets))
+    data, store = open_feature_dir(tmp_path / "mfcc")
+    first = data.utterances[0]
+    assert data.feats[first] == f"{tmp_path / 'mfcc' / 'feats.ark'}:{dict(offsets)[first]}"
+    # relative to the data directory, read from elsewhere
+    (tmp_path / "mfcc" / "feats.scp").write_text("".join(f"{u} feats.ark:{o}\n" for u, o in offsets))
+    monkeypatch.chdir(tmp_path.parent)
+    data, store = open_feature_dir(tmp_path / "mfcc")
+    from speakergmm.corpus import read_data_dir
+
+    audio = read_data_dir(small["test"])
+    assert store.config == FeatureConfig.kaldi(sample_rate=8000)
+    for utt in audio.utterances:
+        ref = kaldi_mfcc(Path(audio.wav[utt]))
+        assert store[utt].shape == ref.shape
+        assert np.abs(store[utt] - ref).max() < 1e-3

@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--preset", choices=("default", "kaldi"), default=None,
                    help="start from a preset: default (FeatureConfig()) or kaldi (FeatureConfig.kaldi(): "
                         "equal to Kaldi's compute-mfcc-feats defaults, dither 0: 13 MFCC with log "
-                        "energy, 23 mel bands, no deltas, CMVN or VAD); options below override it")
+                        "energy, 23 mel bands, no deltas, CMVN or VAD; at the audio's own rate unless "
+                        "--sample-rate); options below override it")
     g.add_argument("--sample-rate", type=int, help="analysis rate in Hz; other rates are resampled (8000)")
     g.add_argument("--n-mfcc", type=int, help="cepstral coefficients (20)")
     g.add_argument("--n-mels", type=int, help="mel bands (23 up to 8 kHz, 40 above)")
@@ -158,12 +159,29 @@ def build_config(args: argparse.Namespace):
     if args.config:
         base = FeatureConfig.load(args.config)
     elif getattr(args, "preset", None) == "kaldi":
-        base = FeatureConfig.kaldi(sample_rate=args.sample_rate or 16000)
+        base = FeatureConfig.kaldi(sample_rate=args.sample_rate or _audio_rate(args.data_dir) or 16000)
     else:
         base = FeatureConfig()
     changes: dict[str, Any] = {name: getattr(args, name) for name in _FIELD_OPTIONS
                                if getattr(args, name, None) is not None}
     return base.replace(**changes) if changes else base
+
+
+def _audio_rate(data_dir: str) -> int | None:
+    """The rate of the first readable audio of a data directory (None when none is)."""
+    from speakergmm.corpus import CorpusError, read_data_dir
+    from speakergmm.features.audio import FeatureError, probe_sample_rate
+
+    try:
+        data = read_data_dir(data_dir)
+    except CorpusError:
+        return None
+    for location in list(dict.fromkeys(data.wav.values()))[:3]:
+        try:
+            return probe_sample_rate(location)
+        except FeatureError:
+            continue
+    return None
 
 
 def _run_features(args: argparse.Namespace) -> int:
