@@ -2,11 +2,11 @@
 
     python data/fsdd/prepare.py /path/to/free-spoken-digit-dataset/recordings
 
-Takes repetitions 0-14 of every digit of the six speakers (900 recordings), stores them
-losslessly as FLAC (same samples, 8 kHz, 16-bit) in ``recordings/`` and writes two Kaldi
-data directories and a trial list:
+Copies repetitions 0-9 of every digit of the six speakers (600 recordings, the original
+8 kHz 16-bit wav files, names unchanged) to ``recordings/`` and writes two Kaldi data
+directories and a trial list:
 
-- ``train/``: repetitions 5-14 (100 per speaker): the UBM and the speaker models;
+- ``train/``: repetitions 5-9 (50 per speaker): the UBM and the speaker models;
 - ``test/``: repetitions 0-4 (50 per speaker, FSDD's conventional test part);
 - ``trials``: every test utterance against every speaker (300 x 6 = 1800 trials).
 
@@ -15,10 +15,9 @@ data directories and a trial list:
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
-
-import soundfile as sf
 
 HERE = Path(__file__).resolve().parent
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -30,17 +29,16 @@ def main(source: str) -> None:
     rows = {"train": [], "test": []}
     for speaker in SPEAKERS:
         for digit in range(10):
-            for index in range(15):
+            for index in range(10):
                 name = f"{digit}_{speaker}_{index}"
-                data, rate = sf.read(src / f"{name}.wav", dtype="int16")
-                sf.write(HERE / "recordings" / f"{name}.flac", data, rate, format="FLAC", subtype="PCM_16")
+                shutil.copyfile(src / f"{name}.wav", HERE / "recordings" / f"{name}.wav")
                 part = "test" if index < 5 else "train"
                 rows[part].append((f"{speaker}-{name}", speaker, name, digit, index))
     for part, items in rows.items():
         out = HERE / part
         out.mkdir(exist_ok=True)
         items.sort()
-        (out / "wav.scp").write_text("".join(f"{u} ../recordings/{n}.flac\n" for u, _, n, _, _ in items))
+        (out / "wav.scp").write_text("".join(f"{u} ../recordings/{n}.wav\n" for u, _, n, _, _ in items))
         (out / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s, *_ in items))
         (out / "spk2utt").write_text("".join(
             f"{s} {' '.join(u for u, t, *_ in items if t == s)}\n" for s in SPEAKERS))

@@ -22,8 +22,8 @@ examples:
   speakergmm demo --out demo --synthetic            # generated voices, no data needed
   speakergmm demo --out demo --synthetic --speakers 20 -j 1
 
-The real voices are 900 recordings of six speakers saying digits (FSDD, CC BY-SA 4.0):
-train/ (100 utterances a speaker) trains the UBM and the speaker models, test/ (50 a
+The real voices are 600 recordings of six speakers saying digits (FSDD, CC BY-SA 4.0):
+train/ (50 utterances a speaker) trains the UBM and the speaker models, test/ (50 a
 speaker) gives 1800 trials. The synthetic voices (source-filter synthesis with per-speaker
 pitch, formants and glottal shape) are not recordings of people: figures on them show the
 chain works, not how well it does on real speech.
