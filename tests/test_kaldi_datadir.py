@@ -7,7 +7,6 @@ same features as the plain path, and every bad entry is skipped with its ``file:
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import sys
