@@ -227,3 +227,15 @@ def test_kaldi_preset_on_the_command_line_equals_kaldi_native_fbank(small, tmp_p
         ref = kaldi_mfcc(Path(audio.wav[utt]))
         assert store[utt].shape == ref.shape
         assert np.abs(store[utt] - ref).max() < 1e-3
+
+
+def test_a_kaldi_or_npy_folder_is_never_written_into_as_a_cache(small, tmp_path):
+    from speakergmm.features import FeatureStoreError, cache_beside
+
+    folder = tmp_path / "npy"
+    folder.mkdir()
+    np.save(folder / "u.npy", np.zeros((3, 2), dtype=np.float32))
+    with pytest.raises(FeatureStoreError, match="not a feature cache"):
+        extract_data_dir(small["test"], folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["u.npy"]
+    assert cache_beside(folder, FeatureConfig()) != folder

@@ -342,6 +342,10 @@ def check_cache_config(out_dir: str | os.PathLike, config: FeatureConfig) -> Non
     """
     out = Path(out_dir)
     has_features = (out / _INDEX).is_file() or (out / _JOURNAL).is_file()
+    if not has_features and ((out / "feats.scp").is_file() or (out.is_dir() and any(out.glob("*.npy")))):
+        raise FeatureStoreError(f"{out}: holds features that are not a feature cache (feats.scp or "
+                                ".npy files); it is left as it is (give it as the data directory to use "
+                                "those features, or write the cache elsewhere)")
     if not (out / _CONFIG).is_file():
         if has_features:
             raise FeatureStoreError(f"{out}: holds features but no {_CONFIG}; it is left as it is "
