@@ -199,7 +199,7 @@ def test_score_normalisation_with_a_cohort(corpus, tmp_path, capsys):
 # --------------------------------------------------------------------------- demo
 def test_demo_runs_end_to_end_on_synthetic_voices(tmp_path, capsys):
     out = tmp_path / "demo"
-    status, stdout, stderr = _run(capsys, "demo", "--out", out, "--speakers", "3", "--ubm-speakers", "2",
+    status, stdout, stderr = _run(capsys, "demo", "--synthetic", "--out", out, "--speakers", "3", "--ubm-speakers", "2",
                                   "--test-utterances", "2", "-k", "4", "-j", "1")
     assert status == 0, stderr
     assert "SYNTHETIC voices" in stderr
@@ -208,5 +208,5 @@ def test_demo_runs_end_to_end_on_synthetic_voices(tmp_path, capsys):
     assert results["corpus"].startswith("synthetic") and Path(results["det_plot"]).is_file()
     assert (out / "corpus" / "COMPLETE.json").is_file()
     # A different corpus size in the same directory is refused with advice, not overwritten.
-    status, _, stderr = _run(capsys, "demo", "--out", out, "--speakers", "4", "-j", "1")
+    status, _, stderr = _run(capsys, "demo", "--synthetic", "--out", out, "--speakers", "4", "-j", "1")
     assert status == 1 and "choose another --out" in stderr

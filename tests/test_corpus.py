@@ -56,8 +56,16 @@ def test_write_then_read_round_trips(tmp_path):
      "utt2spk:2: utterance 'c' is not in wav.scp"),
     ({"wav.scp": "a /x.wav\n", "utt2spk": "a s\na t\n"},
      "utt2spk:2: duplicate utterance 'a' (first on line 1)"),
-    ({"wav.scp": "a sox /x.wav -t wav - |\n", "utt2spk": "a s\n"},
-     "wav.scp:1: piped command entries"),
+    ({"wav.scp": "r /x.wav\n", "segments": "a r 0 1\nb r x 2\n", "utt2spk": "a s\nb s\n"},
+     "segments:2: start and end must be numbers"),
+    ({"wav.scp": "r /x.wav\n", "segments": "a r 0 1\n", "utt2spk": "a s\nb s\n"},
+     "utt2spk:2: utterance 'b' is not in segments"),
+    ({"wav.scp": "a /x.wav\n", "utt2spk": "a s\n", "spk2gender": "s x\n"},
+     "spk2gender:1: gender of 's' must be 'm' or 'f'"),
+    ({"wav.scp": "a /x.wav\n", "utt2spk": "a s\n", "utt2dur": "a -1\n"},
+     "utt2dur:1: dur of 'a' must be a positive number"),
+    ({"feats.scp": "a /f.ark:12\n", "utt2spk": "a s\nb s\n"},
+     "utt2spk:2: utterance 'b' is not in feats.scp"),
     ({"wav.scp": "a /x.wav\nb /y.wav\n", "utt2spk": "a s\nb t\n", "spk2utt": "s a b\n"},
      "spk2utt:1: utterance 'b' of speaker 's' disagrees with utt2spk (speaker 't')"),
     ({"wav.scp": "a /x.wav\nb /y.wav\n", "utt2spk": "a s\nb s\n", "spk2utt": "s a\n"},
@@ -65,7 +73,7 @@ def test_write_then_read_round_trips(tmp_path):
     ({"wav.scp": "a /x.wav\n", "utt2spk": "a s\n", "spk2utt": "s a\ns a\n"},
      "spk2utt:2: duplicate speaker 's' (first on line 1)"),
     ({"wav.scp": "a /x.wav\n", "utt2spk": "a s\n", "utt2digit": "a 1\nzz 2\n"},
-     "utt2digit:2: utterance 'zz' is not in wav.scp"),
+     "utt2digit:2: utterance 'zz' is not in utt2spk"),
 ])
 def test_malformed_files_are_refused_naming_file_and_line(tmp_path, files, expected):
     root = _data_dir(tmp_path / "d", files)

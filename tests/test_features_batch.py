@@ -204,9 +204,20 @@ def test_changed_audio_is_recomputed_alone(small_dir, tmp_path):
     assert FeatureStore(out).n_frames(target) < 30
 
 
-def test_config_change_invalidates_the_cache(small_dir, tmp_path):
+def test_a_cache_of_another_configuration_is_never_overwritten(small_dir, tmp_path):
+    from speakergmm.features import FeatureCacheMismatch, cache_beside
+
     out = tmp_path / "feats"
     extract_data_dir(small_dir, out)
+    before = {u: FeatureStore(out)[u] for u in FeatureStore(out).utterances}
+    with pytest.raises(FeatureCacheMismatch, match=r"n_mfcc 20 in the cache, 13 asked for") as info:
+        extract_data_dir(small_dir, out, FeatureConfig(n_mfcc=13), force=True)
+    assert info.value.differences == {"n_mfcc": (20, 13)}
+    kept = FeatureStore(out)  # untouched
+    assert kept.config == FeatureConfig() and all(np.array_equal(kept[u], before[u]) for u in before)
+    beside = cache_beside(out, FeatureConfig(n_mfcc=13))
+    assert beside != out and beside.parent == out.parent and cache_beside(out, FeatureConfig()) == out
+    out = beside
     report = extract_data_dir(small_dir, out, FeatureConfig(n_mfcc=13))
     assert report.n_extracted == 36 and report.n_reused == 0
     store = FeatureStore(out)
@@ -242,8 +253,20 @@ def test_interrupted_run_resumes(small_dir, tmp_path, monkeypatch):
 
 
 def _fake_todo(sizes):
-    return [(f"u{i:05d}", f"/audio/{i}.wav", os.stat_result((0o100644, 0, 0, 1, 0, 0, size, 0, 0, 0)))
+    # (utt, location, segment start, end, origin, stat, size), as _extract_data_dir plans them
+    return [(f"u{i:05d}", f"/audio/{i}.wav", None, None, "",
+             os.stat_result((0o100644, 0, 0, 1, 0, 0, size, 0, 0, 0)), size)
             for i, size in enumerate(sizes)]
+
+
+def test_chunks_never_split_the_segments_of_a_recording():
+    todo = [(f"u{i:03d}", f"/rec/{i // 7}.wav", 0.1 * i, 0.1 * i + 0.1, "segments:1", None, 100)
+            for i in range(70)]
+    for size in (None, 3, 10):
+        chunks = store_module._plan_chunks(todo, 2, size)
+        assert [item for chunk in chunks for item in chunk] == todo
+        recordings = [{item[1] for item in chunk} for chunk in chunks]
+        assert sum(len(r) for r in recordings) == 10  # each recording in exactly one chunk
 
 
 @pytest.mark.parametrize("jobs", [1, 2, 4])

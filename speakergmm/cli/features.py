@@ -1,4 +1,4 @@
-"""``speakergmm features`` and ``speakergmm make-data-dir``: the front end on the command line.
+"""``speakergmm features``, ``make-data-dir`` and ``validate-data-dir``: the front end on the command line.
 
 Exit status of ``features``: 0 when every utterance has features; 3 when the batch finished
 but skipped some utterances (listed on stderr and in OUT_DIR/report.json); 2 for bad
@@ -29,6 +29,12 @@ examples:
   # start from a saved configuration (e.g. the one next to a model), override one field
   speakergmm features data/test feats/test --config exp/ubm/features.json --jobs 2
 
+  # Kaldi's compute-mfcc-feats (default options, dither 0), written as feats.ark + feats.scp
+  speakergmm features data/train mfcc/train --preset kaldi --sample-rate 16000 --format kaldi
+
+A cache made with another configuration is never overwritten: the run is refused, naming
+the settings that differ.
+
 Rerunning reuses the features of every utterance whose audio and configuration are
 unchanged (an interrupted run resumes); --force recomputes all.
 
@@ -57,14 +63,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "features", help="extract MFCC features of a data directory into a feature cache",
         description="Extract MFCC features (deltas, CMVN, energy VAD) for every utterance of a "
-                    "Kaldi-style data directory (wav.scp, utt2spk) into OUT_DIR: one .npy per "
-                    "utterance, config.json, index.json and report.json.",
+                    "Kaldi-style data directory (wav.scp with paths or commands ending in '|', "
+                    "optional segments; utt2spk) into OUT_DIR: a feature cache (shards of .npy, "
+                    "config.json, index.json, report.json, utt2spk) or, with --format kaldi, "
+                    "feats.ark + feats.scp.",
         epilog=_FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")
     p.add_argument("out_dir", metavar="OUT_DIR", help="feature cache directory (created or updated)")
     g = p.add_argument_group("configuration (defaults: speakergmm.features.FeatureConfig)")
     g.add_argument("--config", metavar="JSON", help="start from this configuration file "
                    "(FeatureConfig.save output or a JSON object of fields); options below override it")
+    g.add_argument("--preset", choices=("default", "kaldi"), default=None,
+                   help="start from a preset: default (FeatureConfig()) or kaldi (FeatureConfig.kaldi(): "
+                        "equal to Kaldi's compute-mfcc-feats defaults, dither 0: 13 MFCC with log "
+                        "energy, 23 mel bands, no deltas, CMVN or VAD; at the audio's own rate unless "
+                        "--sample-rate); options below override it")
     g.add_argument("--sample-rate", type=int, help="analysis rate in Hz; other rates are resampled (8000)")
     g.add_argument("--n-mfcc", type=int, help="cepstral coefficients (20)")
     g.add_argument("--n-mels", type=int, help="mel bands (23 up to 8 kHz, 40 above)")
@@ -90,6 +103,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop non-speech frames with the energy VAD (yes)")
     g.add_argument("--vad-threshold", type=float, help="VAD log-energy offset (5.5)")
     g.add_argument("--vad-mean-scale", type=float, help="VAD weight of the mean log energy (0.5)")
+    p.add_argument("--format", choices=("cache", "kaldi"), default="cache",
+                   help="cache: our feature cache (default); kaldi: OUT_DIR/feats.ark + feats.scp "
+                        "(kaldiio) with utt2spk, spk2utt, utt2num_frames and config.json, a Kaldi data "
+                        "directory every command reads as it is")
     p.add_argument("--jobs", "-j", type=int, default=1,
                    help="worker processes; 0 = all cores (default 1)")
     p.add_argument("--force", action="store_true", help="recompute even the features that are current")
@@ -115,6 +132,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--recursive", action="store_true", help="look in sub-folders too")
     m.set_defaults(func=_run_make_data_dir)
 
+    v = subparsers.add_parser(
+        "validate-data-dir", help="check a Kaldi data directory as Kaldi's validate_data_dir.sh does",
+        description="Check wav.scp, segments, utt2spk, spk2utt, feats.scp, spk2gender and utt2* files: "
+                    "format, unique and sorted ids (LC_ALL=C order), consistency between the files, "
+                    "segments that cannot be cut. Each problem is printed as file:line: what. "
+                    "Audio is not opened and commands are not run (speakergmm features does that).",
+        epilog="exit status: 0 valid; 1 problems found (listed on stdout).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")
+    v.set_defaults(func=_run_validate)
+
 
 # ---------------------------------------------------------------------- features
 _FIELD_OPTIONS = ("sample_rate", "n_mfcc", "n_mels", "energy", "window", "frame_length_ms",
@@ -124,12 +152,36 @@ _FIELD_OPTIONS = ("sample_rate", "n_mfcc", "n_mels", "energy", "window", "frame_
 
 def build_config(args: argparse.Namespace):
     """The FeatureConfig of parsed ``features`` arguments (``--config`` then the options)."""
-    from speakergmm.features.config import FeatureConfig
+    from speakergmm.features.config import FeatureConfig, FeatureConfigError
 
-    base = FeatureConfig.load(args.config) if args.config else FeatureConfig()
+    if args.config and getattr(args, "preset", None):
+        raise FeatureConfigError("give --config or --preset, not both")
+    if args.config:
+        base = FeatureConfig.load(args.config)
+    elif getattr(args, "preset", None) == "kaldi":
+        base = FeatureConfig.kaldi(sample_rate=args.sample_rate or _audio_rate(args.data_dir) or 16000)
+    else:
+        base = FeatureConfig()
     changes: dict[str, Any] = {name: getattr(args, name) for name in _FIELD_OPTIONS
                                if getattr(args, name, None) is not None}
     return base.replace(**changes) if changes else base
+
+
+def _audio_rate(data_dir: str) -> int | None:
+    """The rate of the first readable audio of a data directory (None when none is)."""
+    from speakergmm.corpus import CorpusError, read_data_dir
+    from speakergmm.features.audio import FeatureError, probe_sample_rate
+
+    try:
+        data = read_data_dir(data_dir)
+    except CorpusError:
+        return None
+    for location in list(dict.fromkeys(data.wav.values()))[:3]:
+        try:
+            return probe_sample_rate(location)
+        except FeatureError:
+            continue
+    return None
 
 
 def _run_features(args: argparse.Namespace) -> int:
@@ -145,9 +197,23 @@ def _run_features(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         return EXIT_OK
+    cache_dir = args.out_dir
+    if args.format == "kaldi":
+        from pathlib import Path
+
+        cache_dir = str(Path(args.out_dir) / ".speakergmm-cache")  # resumable work area
     try:
-        report = extract_data_dir(args.data_dir, args.out_dir, config, jobs=args.jobs,
+        report = extract_data_dir(args.data_dir, cache_dir, config, jobs=args.jobs,
                                   progress=args.progress, force=args.force)
+        if args.format == "kaldi":
+            from speakergmm.corpus import read_data_dir
+            from speakergmm.features.external import write_kaldi_features
+            from speakergmm.features.store import FeatureStore
+
+            out = write_kaldi_features(FeatureStore(cache_dir), args.out_dir,
+                                       read_data_dir(args.data_dir), config)
+            print(f"wrote {out / 'feats.ark'} and {out / 'feats.scp'} ({report.n_ok} utterances)",
+                  file=sys.stderr)
     except CorpusError as exc:
         print(f"speakergmm features: invalid data directory {args.data_dir}:\n  {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
@@ -160,6 +226,27 @@ def _run_features(args: argparse.Namespace) -> int:
               f"skipped (see {report.out_dir / 'report.json'}); exit status {EXIT_SKIPPED}",
               file=sys.stderr)
     return report.exit_status
+
+
+# ---------------------------------------------------------------------- validate-data-dir
+def _run_validate(args: argparse.Namespace) -> int:
+    from speakergmm.corpus import read_data_dir, validate_data_dir
+
+    problems = validate_data_dir(args.data_dir)
+    if problems:
+        print("\n".join(problems))
+        print(f"speakergmm validate-data-dir: {len(problems)} problem(s) in {args.data_dir}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    data = read_data_dir(args.data_dir)
+    parts = [f"{len(data)} utterances of {len(data.speakers)} speakers"]
+    if data.segments:
+        parts.append(f"segments of {len(data.recordings)} recordings")
+    if any(loc.rstrip().endswith("|") for loc in data.wav.values()):
+        parts.append(f"{sum(loc.rstrip().endswith('|') for loc in data.wav.values())} audio commands")
+    if data.feats:
+        parts.append("feats.scp")
+    print(f"{args.data_dir}: valid ({', '.join(parts)})", file=sys.stderr)
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------- make-data-dir

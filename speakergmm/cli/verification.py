@@ -83,6 +83,10 @@ Rerunning reuses the feature caches, the UBM (or resumes its checkpoint) and the
 """ + _COMMON_EPILOG
 
 
+_DATA_HELP = ("data directory (wav.scp, utt2spk), or features used as they are: a data directory "
+              "with feats.scp, a feature cache of `speakergmm features`, or a folder of <utt>.npy")
+
+
 def _fmt() -> type:
     return argparse.RawDescriptionHelpFormatter
 
@@ -166,7 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a GMM universal background model (binary splitting + EM, streaming the "
                     "features of a Kaldi-style data directory; resumable).",
         epilog=_TRAIN_EPILOG, formatter_class=_fmt())
-    p.add_argument("--data", required=True, metavar="DIR", help="data directory (wav.scp, utt2spk)")
+    p.add_argument("--data", required=True, metavar="DIR", help=_DATA_HELP)
     p.add_argument("--out", required=True, metavar="UBM.npz", help="UBM model file to write")
     p.add_argument("--feats", metavar="DIR", help="feature cache (default: features/<data name> next to --out)")
     _add_feature_options(p)
@@ -179,7 +183,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Enrol every speaker of a data directory's utt2spk by MAP adaptation of the UBM "
                     "(Reynolds 2000); all speakers go into one model file.",
         epilog=_ENROLL_EPILOG, formatter_class=_fmt())
-    p.add_argument("--data", required=True, metavar="DIR", help="enrolment data directory")
+    p.add_argument("--data", required=True, metavar="DIR", help="enrolment " + _DATA_HELP)
     p.add_argument("--ubm", required=True, metavar="UBM.npz", help="UBM from train-ubm")
     p.add_argument("--out", required=True, metavar="SPEAKERS.npz", help="speaker model file to write")
     p.add_argument("--feats", metavar="DIR", help="feature cache (default: features/<data name> next to --out)")
@@ -192,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score every trial 'speaker-id test-utt-id target|nontarget' with the average "
                     "per-frame log-likelihood ratio (top-C fast scoring).",
         epilog=_SCORE_EPILOG, formatter_class=_fmt())
-    p.add_argument("--data", required=True, metavar="DIR", help="test data directory")
+    p.add_argument("--data", required=True, metavar="DIR", help="test " + _DATA_HELP)
     p.add_argument("--ubm", required=True, metavar="UBM.npz")
     p.add_argument("--models", required=True, metavar="SPEAKERS.npz")
     p.add_argument("--trials", required=True, metavar="FILE")
@@ -269,6 +273,14 @@ def _feature_config(args: argparse.Namespace, data_dir: str | None):
     if getattr(args, "feature_config", None):
         config = FeatureConfig.load(args.feature_config)
         return config.replace(sample_rate=args.sample_rate) if args.sample_rate else config
+    if not args.sample_rate:
+        from speakergmm.features.external import feature_dir_kind
+
+        if data_dir is not None and feature_dir_kind(data_dir) is not None:
+            return None  # features computed already: used as they are
+        feats = getattr(args, "feats", None)
+        if feats and (Path(feats) / "config.json").is_file():
+            return FeatureConfig.load(Path(feats) / "config.json")  # the given cache's own
     return default_feature_config(data_dir, args.sample_rate)
 
 
@@ -317,7 +329,8 @@ def _run_train_ubm(args: argparse.Namespace) -> int:
     try:
         config = _feature_config(args, args.data)
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
-                                 jobs=settings.jobs, log=log, show_progress=args.progress)
+                                 jobs=settings.jobs, log=log, show_progress=args.progress,
+                                 beside=args.feats is None)
         data, store = stage.value
         ubm = run_train_ubm(store, data.utterances, args.out, settings, log=log,
                             show_progress=args.progress)
@@ -343,12 +356,10 @@ def _run_enroll(args: argparse.Namespace) -> int:
     log = _log(args)
     try:
         ubm, meta = load_ubm(args.ubm)
-        config = ubm_feature_config(meta)
-        if config is None:
-            return _fail(cmd, f"--ubm {args.ubm}: the UBM file records no feature configuration "
-                              "(train it with `speakergmm train-ubm`)")
+        config = ubm_feature_config(meta)  # None: trained on features computed elsewhere
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
-                                 jobs=settings.jobs, log=log, show_progress=args.progress)
+                                 jobs=settings.jobs, log=log, show_progress=args.progress,
+                                 beside=args.feats is None)
         data, store = stage.value
         enrolled = run_enroll(ubm, store, data.spk2utt, args.out, settings, log=log)
     except _common_errors() as exc:
@@ -378,15 +389,14 @@ def _run_score(args: argparse.Namespace) -> int:
         ubm, meta = load_ubm(args.ubm)
         models = SpeakerModels.load(args.models)
         models.check_ubm(ubm, what=f"the speaker models in {args.models}")
-        config = ubm_feature_config(meta)
-        if config is None:
-            return _fail(cmd, f"--ubm {args.ubm}: the UBM file records no feature configuration")
+        config = ubm_feature_config(meta)  # None: trained on features computed elsewhere
         try:
             trials = read_trials(args.trials, enroll=models.speaker_ids)
         except CorpusError as exc:
             return _fail(cmd, str(exc))
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
-                                 jobs=settings.jobs, log=log, show_progress=args.progress)
+                                 jobs=settings.jobs, log=log, show_progress=args.progress,
+                                 beside=args.feats is None)
         data, store = stage.value
         unknown = [t.test for t in trials if t.test not in data][:5]
         if unknown:

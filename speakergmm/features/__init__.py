@@ -11,12 +11,13 @@ Quick use::
 """
 
 from speakergmm.features.audio import FeatureError, read_audio
-from speakergmm.features.config import (CMVN_MODES, ENERGY_MODES, PIPELINE_VERSION, WINDOWS,
+from speakergmm.features.config import (CMVN_MODES, ENERGY_MODES, MEL_FILTERS, PIPELINE_VERSION, WINDOWS,
                                         FeatureConfig, FeatureConfigError, FeatureConfigMismatch)
 from speakergmm.features.extract import Extraction, FeatureExtractor, extract_features, get_extractor
 from speakergmm.features.processing import (add_deltas, cmvn, delta_filters, energy_vad,
                                             feature_warp, sliding_cmvn)
-from speakergmm.features.store import (EXIT_SKIPPED, BatchReport, FeatureStore, FeatureStoreError,
+from speakergmm.features.store import (EXIT_SKIPPED, BatchReport, FeatureCacheMismatch, FeatureStore,
+                                       FeatureStoreError, cache_beside, check_cache_config,
                                        FeatureStream, SkippedUtterance, extract_data_dir)
 
 __all__ = [
@@ -26,5 +27,5 @@ __all__ = [
     "FeatureExtractor", "Extraction", "extract_features", "get_extractor",
     "add_deltas", "delta_filters", "cmvn", "sliding_cmvn", "feature_warp", "energy_vad",
     "extract_data_dir", "BatchReport", "SkippedUtterance", "FeatureStore", "FeatureStream",
-    "FeatureStoreError", "EXIT_SKIPPED",
+    "FeatureStoreError", "FeatureCacheMismatch", "cache_beside", "check_cache_config", "EXIT_SKIPPED",
 ]

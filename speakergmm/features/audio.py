@@ -129,3 +129,111 @@ def dither_signal(signal: np.ndarray, amount: float, seed: int | None) -> np.nda
         digest = zlib.crc32(np.ascontiguousarray(signal).view(np.uint8))
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, digest])
     return signal + amount * rng.standard_normal(signal.shape[0])
+
+
+# ---------------------------------------------------------------------- wav.scp entries
+#: A segment may end this much past the end of its recording and is then cut at the end
+#: (Kaldi's ``extract-segments --max-overshoot`` default); further is an error.
+MAX_SEGMENT_OVERSHOOT = 0.5
+
+#: Seconds a ``wav.scp`` command may run before it is stopped and its utterance skipped.
+COMMAND_TIMEOUT = 600.0
+
+
+def is_command(location: str) -> bool:
+    """True for a ``wav.scp`` entry that is a shell command ending in ``|``."""
+    return location.rstrip().endswith("|")
+
+
+def read_raw(location: str, origin: str = "") -> tuple[np.ndarray, int]:
+    """The audio of a ``wav.scp`` location as soundfile gives it: ``(float64 (n, channels), rate)``.
+
+    ``location`` is a path or, as in Kaldi, a shell command ending in ``|``, run through
+    the shell with its standard output read as audio (any format soundfile reads from a
+    stream: wav, flac, ogg...). Errors name ``origin`` (``file:line`` of the entry) when given.
+
+    Raises
+    ------
+    FeatureError
+        The file is missing or unreadable, the command fails (its exit status and the last
+        line of its standard error are in the message), times out, or writes no audio.
+    """
+    import soundfile
+
+    if not is_command(location):
+        try:
+            data, rate = soundfile.read(location, dtype="float64", always_2d=True)
+        except FileNotFoundError:
+            raise FeatureError(location, "audio file not found") from None
+        except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
+            raise FeatureError(location, _unreadable_reason(Path(location), exc)) from None
+        return data, int(rate)
+
+    import io
+    import subprocess
+
+    where = f"{origin}: " if origin else ""
+    command = location.rstrip()[:-1].strip()
+    if not command:
+        raise FeatureError(location, f"{where}empty command before '|'")
+    try:
+        done = subprocess.run(command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise FeatureError(location, f"{where}command did not finish within {COMMAND_TIMEOUT:g} s") from None
+    except OSError as exc:
+        raise FeatureError(location, f"{where}command could not be started ({exc})") from None
+    if done.returncode != 0:
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = f": {lines[-1].strip()}" if lines else ""
+        status = (f"killed by signal {-done.returncode}" if done.returncode < 0
+                  else f"exit status {done.returncode}")
+        raise FeatureError(location, f"{where}command failed ({status}){detail}")
+    if not done.stdout:
+        raise FeatureError(location, f"{where}command wrote nothing to its standard output")
+    try:
+        data, rate = soundfile.read(io.BytesIO(done.stdout), dtype="float64", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FeatureError(location, f"{where}command output ({len(done.stdout)} bytes) is not audio "
+                                     f"soundfile can read ({detail})") from None
+    return data, int(rate)
+
+
+def cut_segment(data: np.ndarray, rate: int, start: float, end: float | None, source: str,
+                origin: str = "") -> np.ndarray:
+    """Samples ``[round(start * rate), round(end * rate))`` of a recording (``end=None``: to its end).
+
+    A segment ending up to :data:`MAX_SEGMENT_OVERSHOOT` seconds past the recording is cut at
+    its end (as Kaldi's ``extract-segments``); further, or starting past the end, is a
+    :class:`FeatureError` naming ``origin``.
+    """
+    where = f"{origin}: " if origin else ""
+    n = data.shape[0]
+    duration = n / rate
+    first = int(round(start * rate))
+    if first >= n:
+        raise FeatureError(source, f"{where}segment starts at {start:g} s, at or past the end of its "
+                                   f"recording ({duration:.3f} s)")
+    if end is None:
+        return data[first:]
+    last = int(round(end * rate))
+    if last > n:
+        if end - duration > MAX_SEGMENT_OVERSHOOT:
+            raise FeatureError(source, f"{where}segment ends at {end:g} s, past the end of its recording "
+                                       f"({duration:.3f} s) by more than {MAX_SEGMENT_OVERSHOOT:g} s")
+        last = n
+    return data[first:last]
+
+
+def probe_sample_rate(location: str) -> int:
+    """The sample rate of a ``wav.scp`` location: from the file's header, or for a command
+    by running it (its output is read once and dropped). Raises :class:`FeatureError`."""
+    if not is_command(location):
+        import soundfile
+
+        try:
+            return int(soundfile.info(location).samplerate)
+        except Exception as exc:
+            raise FeatureError(location, _unreadable_reason(Path(location), exc)) from None
+    return read_raw(location)[1]

@@ -27,6 +27,7 @@ __all__ = [
     "WINDOWS",
     "ENERGY_MODES",
     "CMVN_MODES",
+    "MEL_FILTERS",
 ]
 
 #: Version of the feature computation itself. It is part of :meth:`FeatureConfig.hash`, so
@@ -39,6 +40,7 @@ _FILE_VERSION = 1
 WINDOWS = ("povey", "hamming", "hann")
 ENERGY_MODES = ("c0", "log_energy", "none")
 CMVN_MODES = ("utterance", "sliding", "warp", "none")
+MEL_FILTERS = ("htk", "kaldi")
 
 
 class FeatureConfigError(ValueError):
@@ -90,6 +92,11 @@ class FeatureConfig:
     fmax : float or None
         Highest filterbank frequency (Hz); ``None`` is the Nyquist frequency and a
         negative value is an offset below it (as Kaldi's ``--high-freq``).
+    mel_filters : {"htk", "kaldi"}
+        Shape of the triangular mel filters (both on the HTK mel scale, peak 1, edges
+        equally spaced in mel): "htk" -- linear in Hz between the edges, over all FFT bins
+        up to Nyquist (librosa's ``htk=True`` bank); "kaldi" -- linear in mel, over the
+        bins below Nyquist (Kaldi's ``MelBanks``). :meth:`kaldi` uses "kaldi".
     n_mfcc : int
         Cepstral coefficients per frame (static part of the feature vector).
     energy : {"c0", "log_energy", "none"}
@@ -134,6 +141,7 @@ class FeatureConfig:
     n_mels: int | None = None
     fmin: float = 20.0
     fmax: float | None = None
+    mel_filters: str = "htk"
     n_mfcc: int = 20
     energy: str = "c0"
     lifter: float = 22.0
@@ -186,6 +194,8 @@ class FeatureConfig:
         if not self.fmin < self.upper_frequency <= nyquist:
             yield (f"the filterbank range fmin={self.fmin} .. fmax={self.fmax} (resolves to "
                    f"{self.upper_frequency} Hz) must satisfy fmin < fmax <= {nyquist} (Nyquist)")
+        if self.mel_filters not in MEL_FILTERS:
+            yield f"mel_filters must be one of {', '.join(MEL_FILTERS)}, got {self.mel_filters!r}"
         if self.n_mfcc < 1:
             yield f"n_mfcc must be >= 1, got {self.n_mfcc}"
         if self.energy not in ENERGY_MODES:
@@ -209,6 +219,25 @@ class FeatureConfig:
             yield f"vad_context must be >= 0, got {self.vad_context}"
         if not 0.0 <= self.vad_proportion <= 1.0:
             yield f"vad_proportion must be in [0, 1], got {self.vad_proportion}"
+
+    @classmethod
+    def kaldi(cls, sample_rate: int = 16000, dither: float = 0.0, **changes: Any) -> "FeatureConfig":
+        """Kaldi's ``compute-mfcc-feats`` with its default options (``--dither`` aside).
+
+        13 cepstra with c0 replaced by the raw log energy (``--use-energy``), 23 mel bands
+        from 20 Hz to Nyquist with Kaldi's filter shape, povey window, 25/10 ms frames with
+        ``snip-edges``, DC removal, pre-emphasis 0.97, energy floor 0 (machine epsilon), lifter
+        22; no deltas, CMVN or VAD (Kaldi computes those with other programs). Kaldi's
+        default dither is 1.0 (random); 0 here makes features reproducible, and
+        ``dither=1.0`` gives Kaldi's (with a seeded, per-file noise, not Kaldi's stream).
+        ``changes`` override fields.
+        """
+        base = dict(sample_rate=sample_rate, dither=dither, preemphasis=0.97, frame_length_ms=25.0,
+                    frame_shift_ms=10.0, window="povey", remove_dc=True, n_fft=None, n_mels=23,
+                    fmin=20.0, fmax=None, mel_filters="kaldi", n_mfcc=13, energy="log_energy",
+                    lifter=22.0, delta_order=0, cmvn="none", vad=False)
+        base.update(changes)
+        return cls(**base)
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -291,6 +320,8 @@ class FeatureConfig:
         data["fmax"] = self.upper_frequency
         if self.dither == 0:
             data["dither_seed"] = None  # the seed has no effect without dither
+        if self.mel_filters == "htk":
+            del data["mel_filters"]  # the original bank: hashes of earlier configurations hold
         return data
 
     def hash(self) -> str:

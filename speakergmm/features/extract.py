@@ -35,6 +35,34 @@ _ENERGY_FLOOR = float(np.finfo(np.float32).eps)
 _LOG_ENERGY_FLOOR = float(np.log(_ENERGY_FLOOR))
 
 
+def _mel(freq: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale, ``1127 ln(1 + f / 700)``."""
+    return 1127.0 * np.log1p(np.asarray(freq, dtype=np.float64) / 700.0)
+
+
+def kaldi_mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular filters linear on the mel scale, as Kaldi's ``MelBanks`` shapes them.
+
+    Edges are equally spaced in mel between ``fmin`` and ``fmax``; each FFT bin below
+    Nyquist weighs ``(mel - left) / (centre - left)`` on the rising side and
+    ``(right - mel) / (right - centre)`` on the falling one (zero at the edges); the Nyquist
+    bin is left out. Returns ``(n_fft // 2 + 1, n_mels)``, ready for ``power @ bank``.
+    """
+    bins = np.arange(n_fft // 2 + 1)
+    mel = _mel(bins * (sample_rate / n_fft))
+    low, high = _mel(fmin), _mel(fmax)
+    delta = (high - low) / (n_mels + 1)
+    left = low + delta * np.arange(n_mels)
+    centre, right = left + delta, left + 2 * delta
+    m = mel[:, None]
+    rising = (m - left) / (centre - left)
+    falling = (right - m) / (right - centre)
+    bank = np.where(m <= centre, rising, falling)
+    bank = np.where((m > left) & (m < right), bank, 0.0)
+    bank[-1] = 0.0  # Kaldi's bank spans n_fft / 2 bins: Nyquist has no weight
+    return np.ascontiguousarray(bank)
+
+
 class Extraction:
     """What :meth:`FeatureExtractor.extract_full` returns: features and their bookkeeping.
 
@@ -90,9 +118,13 @@ class FeatureExtractor:
         self.window = window
         # Triangular filters on the HTK mel scale, peak 1 (no area normalisation, as Kaldi);
         # transposed so that power (T, bins) @ melbank (bins, mels).
-        self.melbank = np.ascontiguousarray(
-            mel(sr=c.sample_rate, n_fft=self.n_fft, n_mels=c.mel_bands, fmin=c.fmin,
-                fmax=c.upper_frequency, htk=True, norm=None, dtype=np.float64).T)
+        if c.mel_filters == "kaldi":
+            self.melbank = kaldi_mel_filters(c.sample_rate, self.n_fft, c.mel_bands, c.fmin,
+                                             c.upper_frequency)
+        else:
+            self.melbank = np.ascontiguousarray(
+                mel(sr=c.sample_rate, n_fft=self.n_fft, n_mels=c.mel_bands, fmin=c.fmin,
+                    fmax=c.upper_frequency, htk=True, norm=None, dtype=np.float64).T)
         empty = np.flatnonzero(self.melbank.sum(axis=0) == 0)
         if empty.size:
             raise ValueError(
@@ -198,15 +230,19 @@ class FeatureExtractor:
             signal = resample(signal, sample_rate, c.sample_rate)
         return dither_signal(signal, c.dither, c.dither_seed)
 
-    def extract_full(self, path_or_signal, sample_rate: int | None = None) -> Extraction:
-        """Like :meth:`extract` but also returns frame counts and the VAD mask."""
+    def extract_full(self, path_or_signal, sample_rate: int | None = None,
+                     source: str | None = None) -> Extraction:
+        """Like :meth:`extract` but also returns frame counts and the VAD mask.
+
+        ``source`` names an array signal in error messages (default ``"<signal>"``).
+        """
         c = self.config
         if isinstance(path_or_signal, (str, os.PathLike)):
             source = str(path_or_signal)
             signal, _ = read_audio(source, c.sample_rate)  # checked, mono, scaled, resampled
             signal = dither_signal(signal, c.dither, c.dither_seed)
         else:
-            source = "<signal>"
+            source = source or "<signal>"
             if sample_rate is None:
                 raise TypeError("extract_features(signal, ...) needs sample_rate= for an array signal")
             signal = self.prepare(path_or_signal, int(sample_rate), source)

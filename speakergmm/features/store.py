@@ -37,7 +37,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from speakergmm.corpus import DataDir, read_data_dir
-from speakergmm.features.audio import FeatureError
+from speakergmm.features.audio import FeatureError, cut_segment, is_command, read_raw
 from speakergmm.features.config import FeatureConfig, FeatureConfigError
 from speakergmm.features.extract import get_extractor
 from speakergmm.io import atomic_path, atomic_write_json, atomic_write_text
@@ -50,6 +50,7 @@ __all__ = [
     "FeatureStore",
     "FeatureStream",
     "FeatureStoreError",
+    "FeatureCacheMismatch",
     "extract_data_dir",
     "EXIT_SKIPPED",
 ]
@@ -70,6 +71,15 @@ _FEATS = "feats"
 
 class FeatureStoreError(ValueError):
     """A feature cache is missing, incomplete, corrupt or inconsistent."""
+
+
+class FeatureCacheMismatch(FeatureStoreError):
+    """A feature cache holds features of another configuration; ``differences`` maps
+    field -> (the cache's value, the requested value)."""
+
+    def __init__(self, message: str, differences: Mapping[str, tuple[Any, Any]]):
+        super().__init__(message)
+        self.differences = dict(differences)
 
 
 @dataclass(frozen=True)
@@ -172,9 +182,12 @@ class BatchReport:
 
 
 # ---------------------------------------------------------------------- workers
-def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple[str, str]]]) -> list[tuple]:
+def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple]]) -> list[tuple]:
     """Extract a chunk of utterances into one shard file (runs in a worker).
 
+    Items are ``(utt, location, start, end, origin)``: a plain file without a segment goes
+    through :meth:`FeatureExtractor.extract_full` by path; a command or a segment reads its
+    recording once (consecutive items of one recording share the read) and cuts it.
     Returns small tuples only, one per utterance: ``(utt, first_row, n_frames, seconds, None)``
     or ``(utt, None, None, 0.0, reason)``.
     """
@@ -183,11 +196,29 @@ def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple[str, str]]])
     results: list[tuple] = []
     arrays: list[np.ndarray] = []
     row = 0
-    for utt, path in items:
+    recording: tuple[str, Any] = ("", None)  # (location, (data, rate) or the FeatureError)
+    for utt, location, start, end, origin in items:
         try:
-            extraction = extractor.extract_full(path)
+            if start is None and not is_command(location):
+                extraction = extractor.extract_full(location)
+            else:
+                if recording[0] != location:
+                    try:
+                        recording = (location, read_raw(location, origin))
+                    except FeatureError as exc:
+                        recording = (location, exc)
+                audio = recording[1]
+                if isinstance(audio, FeatureError):
+                    raise audio
+                data, rate = audio
+                if start is not None:
+                    data = cut_segment(data, rate, start, end, location, origin)
+                extraction = extractor.extract_full(data, rate, source=origin or location)
         except FeatureError as exc:
-            results.append((utt, None, None, 0.0, exc.reason))
+            reason = exc.reason
+            if origin and not reason.startswith(origin):
+                reason = f"{reason} ({origin})"
+            results.append((utt, None, None, 0.0, reason))
             continue
         except MemoryError:
             results.append((utt, None, None, 0.0, "out of memory while extracting"))
@@ -215,17 +246,25 @@ _CHUNK_MAX_BYTES = 32 * 2**20   # of audio: about 17 minutes at 16 kHz, 16-bit
 _CHUNK_MIN_FILES = 8
 
 
-def _plan_chunks(todo: list[tuple[str, str, os.stat_result]], jobs: int,
-                 chunk_size: int | None) -> list[list[tuple[str, str, os.stat_result]]]:
+def _plan_chunks(todo: list[tuple], jobs: int, chunk_size: int | None) -> list[list[tuple]]:
     """Cut the utterances to extract into runs of consecutive ones, one task and shard each.
 
     A fixed ``chunk_size`` gives equal counts. Otherwise guided self-scheduling by audio
     bytes: each chunk takes about 1/(4 * jobs) of the bytes still to plan, within the bounds
     above, so chunks shrink towards the end and the processes finish together.
+    Items are ``(utt, location, segment..., size)``; a chunk never ends between two
+    segments of one recording, so each recording is read once.
     """
     if chunk_size:
-        return [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    sizes = [max(int(st.st_size), 1) for _, _, st in todo]
+        chunks, start = [], 0
+        while start < len(todo):
+            end = min(start + chunk_size, len(todo))
+            while end < len(todo) and todo[end][1] == todo[end - 1][1] and todo[end][2] is not None:
+                end += 1
+            chunks.append(todo[start:end])
+            start = end
+        return chunks
+    sizes = [max(int(item[-1]), 1) for item in todo]
     remaining = float(sum(sizes))
     chunks = []
     start = 0
@@ -237,6 +276,9 @@ def _plan_chunks(todo: list[tuple[str, str, os.stat_result]], jobs: int,
             if end > start and taken + sizes[end] > _CHUNK_MAX_BYTES:
                 break
             taken += sizes[end]
+            end += 1
+        while end < len(todo) and todo[end][1] == todo[end - 1][1] and todo[end][2] is not None:
+            taken += sizes[end]  # the rest of this recording's segments
             end += 1
         chunks.append(todo[start:end])
         remaining -= taken
@@ -274,9 +316,79 @@ def _previous_entries(out: Path, config_hash: str) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def _same_source(entry: Mapping[str, Any], path: str, st: os.stat_result) -> bool:
-    return (entry.get("path") == path and entry.get("size") == st.st_size
-            and entry.get("mtime_ns") == st.st_mtime_ns)
+def _same_source(entry: Mapping[str, Any], path: str, st: os.stat_result | None,
+                 segment: str | None) -> bool:
+    """Same audio as when the entry was made: path (or command), segment, size and mtime.
+
+    A command's output is taken as unchanged while the command line is (its inputs cannot
+    be known); ``--force`` recomputes.
+    """
+    if entry.get("path") != path or entry.get("segment") != segment:
+        return False
+    if st is None:
+        return entry.get("size") is None
+    return entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+
+
+def check_cache_config(out_dir: str | os.PathLike, config: FeatureConfig) -> None:
+    """Refuse to put features of ``config`` into a cache that holds another configuration's.
+
+    Raises
+    ------
+    FeatureCacheMismatch
+        When ``out_dir`` holds features computed with other settings; the message lists
+        each setting that differs (the cache's value and the requested one).
+    FeatureStoreError
+        When it holds features whose configuration cannot be read.
+    """
+    out = Path(out_dir)
+    has_features = (out / _INDEX).is_file() or (out / _JOURNAL).is_file()
+    if not has_features and ((out / "feats.scp").is_file() or (out.is_dir() and any(out.glob("*.npy")))):
+        raise FeatureStoreError(f"{out}: holds features that are not a feature cache (feats.scp or "
+                                ".npy files); it is left as it is (give it as the data directory to use "
+                                "those features, or write the cache elsewhere)")
+    if not (out / _CONFIG).is_file():
+        if has_features:
+            raise FeatureStoreError(f"{out}: holds features but no {_CONFIG}; it is left as it is "
+                                    "(write the features elsewhere, or delete it)")
+        return
+    try:
+        old = FeatureConfig.load(out / _CONFIG)
+    except FeatureConfigError as exc:
+        if not has_features:
+            return
+        raise FeatureStoreError(f"{out}: holds features of an unreadable configuration ({exc}); it is "
+                                "left as it is (write the features elsewhere, or delete it)") from exc
+    differences = old.differences(config)
+    if differences and has_features:
+        listed = "; ".join(f"{name} {a!r} in the cache, {b!r} asked for"
+                           for name, (a, b) in differences.items())
+        raise FeatureCacheMismatch(
+            f"{out}: feature cache made with another configuration ({listed}); it is left as it "
+            "is: write these features to another directory, use the cache's configuration, or "
+            "delete the cache to replace it", differences)
+
+
+def cache_beside(out_dir: str | os.PathLike, config: FeatureConfig) -> Path:
+    """``out_dir`` when it is free or holds ``config``'s features, else a cache beside it.
+
+    The cache beside is ``<out_dir>-<config hash>``, so runs with different configurations
+    each keep their own features.
+    """
+    out = Path(out_dir)
+    try:
+        check_cache_config(out, config)
+        return out
+    except FeatureStoreError:
+        return out.with_name(f"{out.name}-{config.hash()[:8]}")
+
+
+def _write_speakers(out: Path, data: DataDir) -> None:
+    """utt2spk / spk2utt (and spk2gender) in the cache, so that it can stand for its data directory."""
+    atomic_write_text(out / "utt2spk", "".join(f"{u} {s}\n" for u, s in data.utt2spk.items()))
+    atomic_write_text(out / "spk2utt", "".join(f"{s} {' '.join(us)}\n" for s, us in data.spk2utt.items()))
+    if data.spk2gender:
+        atomic_write_text(out / "spk2gender", "".join(f"{s} {g}\n" for s, g in sorted(data.spk2gender.items())))
 
 
 # ---------------------------------------------------------------------- the batch
@@ -293,8 +405,9 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     out_dir : path-like
         Feature cache directory (created; reused when it holds a previous run).
     config : FeatureConfig, optional
-        Defaults to ``FeatureConfig()``. A cache made with another configuration is
-        recomputed entirely.
+        Defaults to ``FeatureConfig()``. A cache holding features of another configuration
+        is never overwritten: :class:`FeatureCacheMismatch` says which settings differ
+        (:func:`cache_beside` picks a directory beside it instead).
     jobs : int
         Worker processes (0 or None: all cores; negative: all but some); each worker
         extracts whole chunks of files and writes their features itself, so only paths
@@ -353,15 +466,19 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
                       progress: bool | None, force: bool, chunk_size: int | None,
                       start: float) -> BatchReport:
     data = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
+    if not data.has_audio:
+        raise FeatureStoreError(f"{data.path or 'the data directory'}: no wav.scp, nothing to extract "
+                                "(its feats.scp features are used as they are)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FeatureStoreError(f"{out}: exists and is not a directory")
-    feats_dir = out / _FEATS
-    feats_dir.mkdir(parents=True, exist_ok=True)
     config_hash = config.hash()
-
     old_config = _read_json(out / _CONFIG)
     same_config = isinstance(old_config, dict) and old_config.get("hash") == config_hash
+    if not same_config:
+        check_cache_config(out, config)  # never overwrite features of another configuration
+    feats_dir = out / _FEATS
+    feats_dir.mkdir(parents=True, exist_ok=True)
     previous = {} if (force or not same_config) else _previous_entries(out, config_hash)
     if not same_config:
         # Drop the old run's bookkeeping *before* any new feature is written, so nothing
@@ -372,27 +489,55 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
 
     entries: dict[str, dict[str, Any]] = {}
     skipped: list[SkippedUtterance] = []
-    todo: list[tuple[str, str, os.stat_result]] = []
+    todo: list[tuple] = []   # (utt, location, start, end, origin, stat, size)
     shards_on_disk = {e.name for e in os.scandir(feats_dir)}
-    for utt, path in data.wav.items():
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            skipped.append(SkippedUtterance(utt, path, "audio file not found"))
+    stats: dict[str, os.stat_result | str] = {}   # one stat per recording
+    n_segments: dict[str, int] = {}
+    for utt in data.utterances:
+        n_segments[data.wav.get(utt, "")] = n_segments.get(data.wav.get(utt, ""), 0) + 1
+    for utt in data.utterances:
+        audio = data.audio(utt)
+        if audio.problem is not None:
+            skipped.append(SkippedUtterance(utt, audio.location or audio.origin, audio.problem))
             continue
-        except OSError as exc:
-            skipped.append(SkippedUtterance(utt, path, f"cannot access audio ({exc.strerror or exc})"))
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            skipped.append(SkippedUtterance(utt, path, "not a regular file"
-                                            + (" (a directory)" if stat.S_ISDIR(st.st_mode) else "")))
-            continue
+        path, segment = audio.location, audio.segment
+        where = f" ({audio.origin})" if segment is not None else ""
+        st: os.stat_result | None = None
+        if is_command(path):
+            size = 256 * 1024 // n_segments[path]  # unknown before it runs
+        else:
+            if path not in stats:
+                try:
+                    stats[path] = os.stat(path)
+                except FileNotFoundError:
+                    stats[path] = "audio file not found"
+                except OSError as exc:
+                    stats[path] = f"cannot access audio ({exc.strerror or exc})"
+                else:
+                    if not stat.S_ISREG(stats[path].st_mode):
+                        stats[path] = "not a regular file" + (
+                            " (a directory)" if stat.S_ISDIR(stats[path].st_mode) else "")
+            found = stats[path]
+            if isinstance(found, str):
+                skipped.append(SkippedUtterance(utt, path, found + where))
+                continue
+            st = found
+            size = st.st_size // n_segments[path]
+        seg_text = None if segment is None else str(segment)
         entry = previous.get(utt)
-        if entry is not None and _same_source(entry, path, st) and entry.get("shard") in shards_on_disk:
+        if (entry is not None and _same_source(entry, path, st, seg_text)
+                and entry.get("shard") in shards_on_disk):
             entries[utt] = entry
             continue
-        todo.append((utt, path, st))
+        todo.append((utt, path, None if segment is None else segment.start,
+                     None if segment is None else segment.end, audio.origin if segment is not None
+                     or is_command(path) else "", st, size))
     n_reused = len(entries)
+    # the segments of one recording next to each other, so that one read serves them all
+    first_seen: dict[str, int] = {}
+    for item in todo:
+        first_seen.setdefault(item[1], len(first_seen))
+    todo.sort(key=lambda item: first_seen[item[1]])
 
     n_extracted = 0
     extracted_seconds = 0.0
@@ -401,18 +546,20 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
         by_utt = {item[0]: item for item in todo}
         config_dict = config.to_dict()
         run_id = uuid.uuid4().hex[:12]  # new shards never overwrite ones still in use
-        tasks = [(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy", [(u, p) for u, p, _ in chunk])
-                 for i, chunk in enumerate(chunks)]
+        tasks = [(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy",
+                  [item[:5] for item in chunk]) for i, chunk in enumerate(chunks)]
         with open(out / _JOURNAL, "a", encoding="utf-8") as journal:
             pending: dict[str, dict[str, Any]] = {}
             results = _run_tasks(tasks, pool if len(tasks) > 1 else None)
             for shard, (utt, row, n_frames, seconds, reason), last in _progress(results, len(todo), progress):
-                _, path, st = by_utt[utt]
+                _, path, seg_start, _, _, st, _ = by_utt[utt]
                 if reason is not None:
                     skipped.append(SkippedUtterance(utt, path, reason))
                 else:
                     pending[utt] = {"shard": shard, "row": row, "n_frames": n_frames, "path": path,
-                                    "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                    "size": None if st is None else st.st_size,
+                                    "mtime_ns": None if st is None else st.st_mtime_ns,
+                                    "segment": None if seg_start is None else str(data.segments[utt]),
                                     "seconds": round(seconds, 6)}
                     n_extracted += 1
                     extracted_seconds += seconds
@@ -423,7 +570,7 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
                     journal.flush()
                     pending = {}
 
-    order = {utt: i for i, utt in enumerate(data.wav)}
+    order = {utt: i for i, utt in enumerate(data.utterances)}
     entries = dict(sorted(entries.items(), key=lambda kv: order[kv[0]]))
     skipped.sort(key=lambda s: order[s.utt])
     # compact JSON: for large corpora the indented form costs noticeable time and space
@@ -434,10 +581,11 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
         "utterances": entries,
     }, separators=(",", ":")) + "\n")
     (out / _JOURNAL).unlink(missing_ok=True)
+    _write_speakers(out, data)
     _remove_stale_files(feats_dir, {e["shard"] for e in entries.values()})
 
     report = BatchReport(
-        out_dir=out, n_utterances=len(data.wav), n_extracted=n_extracted, n_reused=n_reused,
+        out_dir=out, n_utterances=len(data), n_extracted=n_extracted, n_reused=n_reused,
         skipped=skipped, n_frames=int(sum(e["n_frames"] for e in entries.values())),
         audio_seconds=float(sum(e.get("seconds", 0.0) for e in entries.values())),
         extracted_seconds=extracted_seconds, config_hash=config_hash, jobs=jobs,

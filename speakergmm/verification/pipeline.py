@@ -184,9 +184,8 @@ def default_feature_config(data_dir: str | os.PathLike | None = None, sample_rat
 
 
 def _first_audio_rate(data_dir: str | os.PathLike) -> int | None:
-    import soundfile
-
     from speakergmm.corpus import CorpusError, read_data_dir
+    from speakergmm.features.audio import probe_sample_rate
 
     try:
         data = read_data_dir(data_dir)
@@ -194,7 +193,7 @@ def _first_audio_rate(data_dir: str | os.PathLike) -> int | None:
         return None
     for path in list(data.wav.values())[:5]:
         try:
-            return int(soundfile.info(path).samplerate)
+            return probe_sample_rate(path)  # a wav.scp command is run once for this
         except Exception:  # unreadable: feature extraction will report it
             continue
     return None
@@ -202,11 +201,19 @@ def _first_audio_rate(data_dir: str | os.PathLike) -> int | None:
 
 # --------------------------------------------------------------------------- features
 def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, config: Any,
-                     jobs: int = 0, log: Log | None = _stderr, show_progress: bool | None = None
-                     ) -> StageResult:
+                     jobs: int = 0, log: Log | None = _stderr, show_progress: bool | None = None,
+                     beside: bool = True) -> StageResult:
     """Read a data directory and bring its feature cache up to date.
 
-    Returns a StageResult whose value is ``(DataDir, FeatureStore)``; ``problems`` lists
+    ``data_dir`` may also hold features already (a Kaldi ``feats.scp``, a feature cache, a
+    folder of ``.npy``; see :mod:`speakergmm.features.external`): they are used as they
+    are, nothing is extracted, and ``config`` (when given) must match theirs when they
+    record one. ``config=None`` asks for no particular configuration (audio then cannot be
+    used). A cache in ``feats_dir`` made with another configuration is never overwritten:
+    with ``beside`` the features go to a cache beside it (``<feats_dir>-<hash>``),
+    otherwise it is refused naming the settings that differ.
+
+    Returns a StageResult whose value is ``(DataDir, store)``; ``problems`` lists
     the skipped utterances (``"utt (path): reason"``).
 
     Raises
@@ -215,15 +222,43 @@ def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, 
         If the data directory is malformed or the cache cannot be written.
     """
     from speakergmm.corpus import CorpusError, read_data_dir
-    from speakergmm.features import FeatureStore, FeatureStoreError, extract_data_dir
+    from speakergmm.features import FeatureStore, FeatureStoreError, cache_beside, extract_data_dir
+    from speakergmm.features.external import open_feature_dir
 
     t0 = time.perf_counter()
+    try:
+        opened = open_feature_dir(data_dir)
+    except (CorpusError, FeatureStoreError) as exc:
+        raise VerificationError(f"invalid feature directory {data_dir}: {exc}") from exc
+    if opened is not None:
+        data, store = opened
+        if len(store) == 0:
+            raise VerificationError(f"{data_dir} holds no features")
+        if config is not None and store.config is not None:
+            try:
+                config.check_compatible(store.config, what=f"the features in {data_dir}",
+                                        expected="model", given="those features")
+            except ValueError as exc:
+                raise VerificationError(str(exc)) from exc
+        if log:
+            log(f"features: using the features of {len(store)} utterances in {data_dir} as they are")
+        return StageResult((data, store), time.perf_counter() - t0, reused=True)
+    if config is None:
+        raise VerificationError(
+            f"{data_dir}: holds audio, but no feature configuration is known (the model was trained "
+            "on features computed elsewhere): give this data's features too (a data directory "
+            "with feats.scp, a feature cache or a folder of .npy files)")
     try:
         data = read_data_dir(data_dir)
     except CorpusError as exc:
         raise VerificationError(f"invalid data directory {data_dir}: {exc}") from exc
     if len(data) == 0:
         raise VerificationError(f"data directory {data_dir} holds no utterances")
+    if beside:
+        chosen = cache_beside(feats_dir, config)
+        if chosen != Path(feats_dir) and log:
+            log(f"features: {feats_dir} holds features of another configuration; using {chosen}")
+        feats_dir = chosen
     try:
         report = extract_data_dir(data, feats_dir, config, jobs=jobs, progress=show_progress)
         store = FeatureStore(feats_dir)
@@ -239,9 +274,19 @@ def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, 
                        problems=problems)
 
 
+def _features_token(store: Any) -> str:
+    """What identifies a store's features: its configuration, or where features computed
+    elsewhere come from."""
+    config = getattr(store, "config", None)
+    if config is not None:
+        return config.hash()
+    digest = getattr(store, "source_digest", None)
+    return digest() if callable(digest) else "external"
+
+
 # --------------------------------------------------------------------------- UBM
 def _data_fingerprint(store: Any, utterances: Sequence[str]) -> str:
-    digest = hashlib.sha256(store.config.hash().encode())
+    digest = hashlib.sha256(_features_token(store).encode())
     for utt in utterances:
         digest.update(utt.encode() + b"\0" + str(store.n_frames(utt)).encode() + b"\0")
     return digest.hexdigest()[:16]
@@ -329,7 +374,7 @@ def run_enroll(ubm: GMM, store: Any, spk2utt: Mapping[str, Sequence[str]], out_p
             problems.append(f"speaker {speaker}: no enrolment utterance has features; not enrolled")
     if not usable:
         raise VerificationError("no speaker has enrolment features")
-    digest = hashlib.sha256(store.config.hash().encode())
+    digest = hashlib.sha256(_features_token(store).encode())
     for speaker, utts in usable.items():
         digest.update(f"{speaker}:{','.join(utts)};".encode())
     info = {"data_fingerprint": digest.hexdigest()[:16]}
@@ -626,7 +671,11 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
     if settings.norm != "none" and cohort_data is None:
         raise VerificationError(f"--norm {settings.norm} needs --cohort-data (impostor speakers)")
     out.mkdir(parents=True, exist_ok=True)
-    config = feature_config if feature_config is not None else default_feature_config(ubm_data)
+    from speakergmm.features.external import feature_dir_kind
+
+    config = feature_config
+    if config is None and feature_dir_kind(ubm_data) is None:
+        config = default_feature_config(ubm_data)
     caches = _feature_dirs(out, dirs)
     timings: dict[str, float] = {}
     reused: list[str] = []
@@ -636,9 +685,16 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
     from speakergmm.corpus import read_data_dir
 
     try:
-        enroll_dir, test_dir = read_data_dir(dirs["enroll"]), read_data_dir(dirs["test"])
+        from speakergmm.features import FeatureStoreError
+        from speakergmm.features.external import open_feature_dir
+
+        def read_any(d: Path):
+            opened = open_feature_dir(d)
+            return opened[0] if opened is not None else read_data_dir(d)
+
+        enroll_dir, test_dir = read_any(dirs["enroll"]), read_any(dirs["test"])
         trials = read_trials(trials_path, enroll=enroll_dir, test=test_dir)
-    except CorpusError as exc:
+    except (CorpusError, FeatureStoreError) as exc:
         raise VerificationError(str(exc)) from exc
     if not trials:
         raise VerificationError(f"{trials_path}: no trials")
@@ -648,6 +704,8 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
         stage = prepare_features(dirs[name], caches[name], config, jobs=settings.jobs, log=log,
                                  show_progress=show_progress)
         stores[name] = stage.value
+        if config is None:  # the UBM's features say how the others must be computed
+            config = getattr(stage.value[1], "config", None)
         t_features += stage.seconds
         problems.extend(f"{name} data: {p}" for p in stage.problems)
     timings["features"] = t_features
@@ -690,7 +748,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
         "n_speakers": len(models),
         "n_trials": len(trials),
         "settings": settings.to_dict(),
-        "feature_config": config.to_dict(),
+        "feature_config": None if config is None else config.to_dict(),
         "ubm_data": str(dirs["ubm"]), "enroll_data": str(dirs["enroll"]),
         "test_data": str(dirs["test"]), "trials": str(trials_path),
         "scores": str(out / "scores.txt"),

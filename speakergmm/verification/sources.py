@@ -141,8 +141,9 @@ def as_source(source: Any) -> FeatureSource:
     """Wrap any supported feature source in a :class:`FeatureSource` (see the module doc)."""
     if isinstance(source, FeatureSource):
         return source
-    if getattr(source, "config", None) is not None and (hasattr(source, "load") or isinstance(source, Mapping)):
-        return _StoreSource(source)  # a feature store: knows its FeatureConfig
+    if ((getattr(source, "config", None) is not None or hasattr(source, "source_digest"))
+            and (hasattr(source, "load") or isinstance(source, Mapping))):
+        return _StoreSource(source)  # a feature store (ours, or of features computed elsewhere)
     if isinstance(source, Mapping):
         return _MappingSource(source)
     if isinstance(source, np.ndarray):
