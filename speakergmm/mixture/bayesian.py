@@ -30,21 +30,14 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 from scipy.special import betaln, digamma, gammaln, logsumexp
 
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture._base import (
-    ConvergenceWarning,
-    MixtureEstimator,
-    kmeans_plusplus_indices,
-    validate_X,
-)
+from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, validate_X  # noqa: F401
 from speakergmm.mixture._covariance import (
     _LOG_2PI,
     covariance_shape,
@@ -53,6 +46,7 @@ from speakergmm.mixture._covariance import (
 )
 from speakergmm.mixture.em import EMHooks, fit_best
 from speakergmm.mixture.sources import ChunkSource, accumulate, iter_chunks
+from speakergmm.mixture.init import INIT_METHODS, check_random_state, initial_responsibilities
 from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import _OCCUPANCY_EPS, _add_reg, _covariances_from_moments
@@ -64,7 +58,7 @@ __all__ = [
 ]
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
-BAYES_INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+BAYES_INIT_METHODS = INIT_METHODS
 BAYES_FORMAT = "speakergmm.BayesianGaussianMixture"
 BAYES_VERSION = 1
 _LOG_2 = math.log(2.0)
@@ -283,18 +277,6 @@ def _check_positive_definite(matrix: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be positive definite")
 
 
-def _legacy_random_state(random_state: Any) -> Any:
-    """What scikit-learn's ``check_random_state`` gives (a Generator is used as is)."""
-    if random_state is None:
-        return np.random.mtrand._rand
-    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
-        return random_state
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return np.random.RandomState(int(random_state))
-    raise ValueError(f"random_state must be None, an int, a RandomState or a Generator; "
-                     f"got {random_state!r}")
-
-
 # ---------------------------------------------------------------------------- the estimator
 class BayesianGaussianMixture(MixtureEstimator):
     """Variational Bayesian Gaussian mixture on the speakergmm core.
@@ -469,22 +451,7 @@ class BayesianGaussianMixture(MixtureEstimator):
     def _initial_posterior(self, X: np.ndarray, w: np.ndarray | None, priors: VariationalPriors,
                            random_state: Any) -> VariationalPosterior:
         """scikit-learn's initialisations: responsibilities, then one variational update."""
-        n, K = X.shape[0], self.n_components
-        resp = np.zeros((n, K))
-        if self.init_params == "kmeans":
-            seed = int(random_state.integers(2**31 - 1) if isinstance(random_state, np.random.Generator)
-                       else random_state.randint(2**31 - 1))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # scipy warns about empty clusters
-                _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
-            resp[np.arange(n), labels] = 1.0
-        elif self.init_params == "random":
-            resp = np.asarray(random_state.uniform(size=(n, K)))
-            resp /= resp.sum(axis=1)[:, None]
-        elif self.init_params == "random_from_data":
-            resp[random_state.choice(n, size=K, replace=False), np.arange(K)] = 1.0
-        else:  # k-means++: one seed point per component, as scikit-learn
-            resp[kmeans_plusplus_indices(X, K, random_state), np.arange(K)] = 1.0
+        resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
         stats = stats_from_responsibilities(X, resp, w, self.covariance_type)
         return variational_update(stats, priors, self.weight_concentration_prior_type, self.reg_covar)
 
@@ -494,7 +461,7 @@ class BayesianGaussianMixture(MixtureEstimator):
         priors = self._resolve_priors(n_features, mean, covariance)
         dtype = np.dtype(self.dtype)
         do_init = not (self.warm_start and getattr(self, "_posterior", None) is not None)
-        random_state = _legacy_random_state(self.random_state)
+        random_state = check_random_state(self.random_state, legacy=True)
         e_step_model: list[GMM] = []  # the mixture of the last E-step, for the entropy
 
         def initialise() -> VariationalPosterior:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from speakergmm.io import load_model_file, save_model_file
 from speakergmm.mixture._covariance import (
@@ -17,23 +15,17 @@ from speakergmm.mixture._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from speakergmm.mixture._base import (
-    ConvergenceWarning,
-    MixtureEstimator,
-    NotFittedError,
-    kmeans_plusplus_indices,
-    nearest_centre,
-    validate_X,
-)
+from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError, validate_X
 from speakergmm.mixture.em import EMHooks, binary_split_fit, fit_best
 from speakergmm.mixture.sources import ChunkSource, accumulate
-from speakergmm.mixture.model import GMM, as_generator, check_sample_weight
+from speakergmm.mixture.init import INIT_METHODS as _KMEANS_STYLE, check_random_state, initial_responsibilities
+from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import ml_update, variance_floor_vector
 
 ESTIMATOR_FORMAT = "speakergmm.GaussianMixture"
 ESTIMATOR_VERSION = 1
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "split")
+INIT_METHODS = _KMEANS_STYLE + ("split",)
 
 __all__ = ["ConvergenceWarning", "GaussianMixture", "NotFittedError"]
 
@@ -134,30 +126,8 @@ class GaussianMixture(MixtureEstimator):
             precisions_cholesky_from_precisions(p, self.covariance_type)  # raises if not PD
 
     # ------------------------------------------------------------------ initialisation
-    def _resp_init(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Responsibilities of the k-means style initialisations (scikit-learn's methods)."""
-        n, K = X.shape[0], self.n_components
-        if self.init_params == "random":
-            resp = rng.uniform(size=(n, K))
-            return resp / resp.sum(axis=1, keepdims=True)
-        if self.init_params == "kmeans":
-            seed = int(rng.integers(2**31 - 1))
-            with warnings.catch_warnings():
-                # scipy warns when a cluster ends up empty; the M-step handles that.
-                warnings.simplefilter("ignore")
-                _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
-        else:
-            if self.init_params == "k-means++":
-                centres = X[kmeans_plusplus_indices(X, K, rng)]
-            else:  # random_from_data
-                centres = X[rng.choice(n, size=K, replace=False)]
-            labels = nearest_centre(X, centres)
-        resp = np.zeros((n, K))
-        resp[np.arange(n), labels] = 1.0
-        return resp
-
     def _initial_gmm(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
-                     rng: np.random.Generator) -> GMM:
+                     rng: Any) -> GMM:
         K, D = self.n_components, sample.shape[1]
         dtype = np.dtype(self.dtype)
         all_given = (self.weights_init is not None and self.means_init is not None
@@ -169,8 +139,15 @@ class GaussianMixture(MixtureEstimator):
             gmm = binary_split_fit(source, K, self.covariance_type, D, self.split_iter,
                                    self.reg_covar, self.variance_floor, dtype=dtype)
         else:
-            resp = self._resp_init(sample, rng)
-            stats = stats_from_responsibilities(sample, resp, sample_weight, self.covariance_type)
+            resp = initial_responsibilities(sample, K, self.init_params, rng)
+            # Statistics of the frames the components start from: with one frame per
+            # component (k-means++, random_from_data) every covariance, the tied one included,
+            # starts at reg_covar. (scikit-learn's tied start pools the scatter of all frames
+            # about the origin instead, which BayesianGaussianMixture keeps for parity; on
+            # data far from the origin it is within rounding error of singular.)
+            in_start = resp.sum(axis=1)
+            weights = in_start if sample_weight is None else sample_weight * in_start
+            stats = stats_from_responsibilities(sample, resp, weights, self.covariance_type)
             gmm = ml_update(stats, self.reg_covar, self.variance_floor, dtype=dtype)
         if self.weights_init is None and self.means_init is None and self.precisions_init is None:
             return gmm
@@ -212,7 +189,7 @@ class GaussianMixture(MixtureEstimator):
     def _fit(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
              n_features: int) -> "GaussianMixture":
         do_init = not (self.warm_start and getattr(self, "_gmm", None) is not None)
-        rng = as_generator(self.random_state)
+        rng = check_random_state(self.random_state, legacy=True)
         dtype = np.dtype(self.dtype)
 
         def initialise() -> GMM:
@@ -259,7 +236,7 @@ class GaussianMixture(MixtureEstimator):
                     f"the first partial_fit batch needs n_samples >= n_components="
                     f"{self.n_components}; got {X.shape[0]}"
                 )
-            self._gmm = self._initial_gmm(X, X, w, as_generator(self.random_state))
+            self._gmm = self._initial_gmm(X, X, w, check_random_state(self.random_state, legacy=True))
             self.n_features_in_ = X.shape[1]
             self._online_stats, self._online_steps = None, 0
             self.converged_, self.lower_bounds_ = False, []

@@ -555,9 +555,8 @@ class GMM:
 
 
 def as_generator(random_state: Any) -> np.random.Generator:
-    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    return np.random.default_rng(random_state)
+    """A numpy Generator from None, an int, a Generator or a legacy RandomState
+    (:func:`speakergmm.mixture.init.check_random_state`)."""
+    from speakergmm.mixture.init import check_random_state
+
+    return check_random_state(random_state)
