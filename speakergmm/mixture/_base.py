@@ -57,35 +57,9 @@ def _not_fitted_error_class() -> type:
 
 def validate_X(X: Any, name: str = "X", n_features: int | None = None,
                estimator: str = "the model") -> np.ndarray:
-    """Check data given to an estimator; the errors use scikit-learn's wording where its
-    tools look for it (sparse input, complex numbers, 1-D input, zero features, a feature
-    count other than the fitted one)."""
-    if type(X).__module__.startswith("scipy.sparse"):
-        raise TypeError(f"{name} is a sparse matrix, and sparse input is not supported: pass a "
-                        "dense array (X.toarray())")
-    arr = np.asarray(X)
-    if arr.dtype == object:
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{name} must hold numbers: {exc}") from None
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype} "
-                         "(Complex data not supported)")
-    if arr.ndim == 1:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape "
-                         f"{arr.shape}. Reshape your data with X.reshape(-1, 1) if it has a "
-                         "single feature, or X.reshape(1, -1) if it is a single sample")
-    if arr.ndim == 2 and arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
-                         "required.")
-    if arr.ndim == 2 and arr.shape[0] == 0:
-        raise ValueError(f"{name} has 0 sample(s) (shape={arr.shape}) while a minimum of 1 is "
-                         "required.")
-    if n_features is not None and arr.ndim == 2 and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but {estimator} is expecting "
-                         f"{n_features} features as input")
-    return check_frames(arr, name, n_features)
+    """Check data given to an estimator: :func:`check_frames` with the estimator API's
+    rules (2-D always, at least one sample)."""
+    return check_frames(X, name, n_features, estimator=estimator, min_samples=1)
 
 
 def _same(value: Any, default: Any) -> bool:

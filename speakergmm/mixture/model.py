@@ -55,19 +55,50 @@ _LOG_RESP_FLOOR = {np.dtype(np.float32): -70.0, np.dtype(np.float64): -500.0}
 
 
 def check_frames(X: Any, name: str = "X", n_features: int | None = None,
-                 dtype: type = np.float64) -> np.ndarray:
-    """Validate a 2-D array of finite frames; errors name the argument and the problem."""
+                 dtype: type = np.float64, *, estimator: str | None = None,
+                 min_samples: int = 0) -> np.ndarray:
+    """The package's frame validator: a C-contiguous 2-D array of finite real numbers.
+
+    Errors name the argument and the problem; where scikit-learn's tools look for their
+    own wording (sparse input, complex numbers, 1-D input, zero features or samples, a
+    feature count other than the fitted one) they get it. ``estimator`` (e.g.
+    ``"GaussianMixture"``) names the model in a feature-count error and makes 1-D input an
+    error even for one feature (the estimator API); without it a 1-D array is taken as one
+    feature when ``n_features == 1``. ``min_samples`` refuses fewer rows.
+    """
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a sparse matrix, and sparse input is not supported: pass a "
+                        "dense array (X.toarray())")
     X = np.asarray(X)
-    if X.ndim == 1 and n_features == 1:
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must hold numbers: {exc}") from None
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype} "
+                         "(Complex data not supported)")
+    if X.ndim == 1 and n_features == 1 and estimator is None:
         X = X[:, None]
+    if X.ndim == 1:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape "
+                         f"{X.shape}. Reshape your data with X.reshape(-1, 1) if it has a "
+                         "single feature, or X.reshape(1, -1) if it is a single sample")
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+    if not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype}")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+                         "required.")
+    if X.shape[0] < min_samples:
+        raise ValueError(f"{name} has {X.shape[0]} sample(s) (shape={X.shape}) while a minimum "
+                         f"of {min_samples} is required.")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {X.shape[1]} features, but the model expects {n_features} features"
-        )
+        if estimator is not None:
+            raise ValueError(f"{name} has {X.shape[1]} features, but {estimator} is expecting "
+                             f"{n_features} features as input")
+        raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {n_features} features")
     X = np.ascontiguousarray(X, dtype=dtype)
     if not np.all(np.isfinite(X)):
         bad = np.argwhere(~np.isfinite(X))[0]
