@@ -49,7 +49,7 @@ from speakergmm.mixture.sources import ChunkSource, accumulate, iter_chunks
 from speakergmm.mixture.init import INIT_METHODS, check_random_state, initial_responsibilities
 from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
-from speakergmm.mixture.update import _OCCUPANCY_EPS, _add_reg, _covariances_from_moments
+from speakergmm.mixture.update import OCCUPANCY_EPS, add_reg_covar, covariances_from_moments
 
 __all__ = [
     "BayesianGaussianMixture", "VariationalPosterior", "VariationalPriors",
@@ -139,9 +139,9 @@ def variational_update(stats: SufficientStats, priors: VariationalPriors, weight
     """
     cov_type = stats.covariance_type
     K, D = stats.first.shape
-    nk = stats.zeroth + _OCCUPANCY_EPS
+    nk = stats.zeroth + OCCUPANCY_EPS
     xk = stats.first / nk[:, None]
-    sk = _add_reg(_covariances_from_moments(stats, nk, xk), cov_type, reg_covar)
+    sk = add_reg_covar(covariances_from_moments(stats, nk, xk), cov_type, reg_covar)
     if weight_prior_type == "dirichlet_process":
         # Beta(1 + n_k, alpha + sum_{j>k} n_j) for every stick-breaking fraction.
         tail = np.concatenate([np.cumsum(nk[::-1])[-2::-1], [0.0]])
@@ -208,7 +208,7 @@ def variational_gmm(posterior: VariationalPosterior, dtype: type = np.float64) -
     log_norm = float(logsumexp(log_offset))
     gmm = GMM(np.exp(log_offset - log_norm), posterior.means, posterior.covariances,
               posterior.covariance_type, dtype=dtype,
-              _precisions_cholesky=posterior.precisions_cholesky)
+              precisions_cholesky=posterior.precisions_cholesky)
     return gmm, log_norm
 
 
@@ -497,7 +497,7 @@ class BayesianGaussianMixture(MixtureEstimator):
         dtype = np.dtype(self.dtype)
         self._gmm = GMM(posterior.weights(), posterior.means, posterior.covariances,
                         posterior.covariance_type, dtype=dtype,
-                        _precisions_cholesky=posterior.precisions_cholesky)
+                        precisions_cholesky=posterior.precisions_cholesky)
         self._scoring = variational_gmm(posterior, dtype)
         self.n_features_in_ = posterior.n_features
 

@@ -222,6 +222,10 @@ class GMM:
     covariance_type : {"full", "tied", "diag", "spherical"}
     dtype : {numpy.float64, numpy.float32}
         Precision of the E-step's arithmetic (parameters and statistics stay float64).
+    precisions_cholesky : array, optional
+        Cholesky factors of the precisions (scikit-learn's ``precisions_cholesky_``) when the
+        caller already computed them from ``covariances`` (an update, a variational
+        posterior): they are used as given instead of being factorised again.
 
     Raises
     ------
@@ -230,7 +234,8 @@ class GMM:
     """
 
     def __init__(self, weights: Any, means: Any, covariances: Any, covariance_type: str = "diag",
-                 *, dtype: type = np.float64, _precisions_cholesky: np.ndarray | None = None):
+                 *, dtype: type = np.float64, precisions_cholesky: np.ndarray | None = None,
+                 _precisions_cholesky: np.ndarray | None = None):
         check_covariance_type(covariance_type)
         self.covariance_type = covariance_type
         self.weights = np.array(weights, dtype=np.float64)
@@ -240,9 +245,11 @@ class GMM:
         if self.dtype not in (np.float64, np.float32):
             raise ValueError(f"dtype must be float64 or float32; got {self.dtype}")
         self._validate()
-        if _precisions_cholesky is None:
-            _precisions_cholesky = precisions_cholesky_from_covariances(self.covariances, covariance_type)
-        self.precisions_cholesky = _precisions_cholesky
+        if precisions_cholesky is None:  # _precisions_cholesky: its former, private name
+            precisions_cholesky = _precisions_cholesky
+        if precisions_cholesky is None:
+            precisions_cholesky = precisions_cholesky_from_covariances(self.covariances, covariance_type)
+        self.precisions_cholesky = precisions_cholesky
         self._prepare()
 
     # ------------------------------------------------------------------ construction
@@ -253,7 +260,7 @@ class GMM:
         check_covariance_type(covariance_type)
         prec_chol = precisions_cholesky_from_precisions(precisions, covariance_type)
         return cls(weights, means, covariances_from_precisions(precisions, covariance_type),
-                   covariance_type, dtype=dtype, _precisions_cholesky=prec_chol)
+                   covariance_type, dtype=dtype, precisions_cholesky=prec_chol)
 
     def _validate(self) -> None:
         if self.means.ndim != 2:
@@ -327,7 +334,7 @@ class GMM:
     def astype(self, dtype: type) -> "GMM":
         """The same mixture, computing its E-step in ``dtype``."""
         return GMM(self.weights, self.means, self.covariances, self.covariance_type, dtype=dtype,
-                   _precisions_cholesky=self.precisions_cholesky)
+                   precisions_cholesky=self.precisions_cholesky)
 
     def copy(self) -> "GMM":
         return self.astype(self.dtype)
