@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -66,8 +67,10 @@ class GaussianMixture(MixtureEstimator):
         Precision of the E-step arithmetic; parameters and statistics stay float64.
     variance_floor : float or array, optional
         Absolute floor on variances applied at every update.
-    split_iter : int
+    iter_per_split : int
         EM iterations after each doubling when ``init_params="split"``.
+    split_iter : int, optional
+        Deprecated name of ``iter_per_split`` (DeprecationWarning; it wins when given).
     max_init_samples : int
         Frames sampled from a chunk source for k-means style initialisation.
     """
@@ -77,8 +80,8 @@ class GaussianMixture(MixtureEstimator):
                  init_params: str = "kmeans", weights_init: Any = None, means_init: Any = None,
                  precisions_init: Any = None, random_state: Any = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, dtype: Any = np.float64,
-                 variance_floor: Any = None, split_iter: int = 5,
-                 max_init_samples: int = 200_000):
+                 variance_floor: Any = None, iter_per_split: int = 5,
+                 max_init_samples: int = 200_000, split_iter: int | None = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -95,6 +98,7 @@ class GaussianMixture(MixtureEstimator):
         self.verbose_interval = verbose_interval
         self.dtype = dtype
         self.variance_floor = variance_floor
+        self.iter_per_split = iter_per_split
         self.split_iter = split_iter
         self.max_init_samples = max_init_samples
 
@@ -103,9 +107,9 @@ class GaussianMixture(MixtureEstimator):
 
     def _check_parameters(self, n_features: int) -> None:
         self._check_common(n_features)
-        if (not isinstance(self.split_iter, (int, np.integer)) or isinstance(self.split_iter, bool)
-                or self.split_iter < 0):
-            raise ValueError(f"split_iter must be an integer >= 0; got {self.split_iter!r}")
+        name, value = self._iter_per_split()
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
         K = self.n_components
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
@@ -125,6 +129,14 @@ class GaussianMixture(MixtureEstimator):
                                  f"must have shape {expected}; got {p.shape}")
             precisions_cholesky_from_precisions(p, self.covariance_type)  # raises if not PD
 
+    def _iter_per_split(self) -> tuple[str, Any]:
+        """The iterations per split and the name they were given under (warns for the old one)."""
+        if self.split_iter is None:
+            return "iter_per_split", self.iter_per_split
+        warnings.warn("GaussianMixture(split_iter=...) is deprecated: use iter_per_split",
+                      DeprecationWarning, stacklevel=4)
+        return "split_iter", self.split_iter
+
     # ------------------------------------------------------------------ initialisation
     def _initial_gmm(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
                      rng: Any) -> GMM:
@@ -136,7 +148,8 @@ class GaussianMixture(MixtureEstimator):
             return GMM.from_precisions(self.weights_init, self.means_init, self.precisions_init,
                                        self.covariance_type, dtype=dtype)
         if self.init_params == "split":
-            gmm = binary_split_fit(source, K, self.covariance_type, D, self.split_iter,
+            gmm = binary_split_fit(source, K, self.covariance_type, D,
+                                   self.iter_per_split if self.split_iter is None else self.split_iter,
                                    self.reg_covar, self.variance_floor, dtype=dtype)
         else:
             resp = initial_responsibilities(sample, K, self.init_params, rng)
@@ -278,7 +291,7 @@ class GaussianMixture(MixtureEstimator):
 
     # ------------------------------------------------------------------ persistence
     _HYPERPARAMETERS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                        "init_params", "warm_start", "verbose", "verbose_interval", "split_iter",
+                        "init_params", "warm_start", "verbose", "verbose_interval", "iter_per_split",
                         "max_init_samples")
 
     def save(self, path: str | os.PathLike) -> None:
@@ -298,6 +311,8 @@ class GaussianMixture(MixtureEstimator):
                                           required=("covariance_type", "weights", "means", "covariances"))
         try:
             params = {k: meta[k] for k in cls._HYPERPARAMETERS if k in meta}
+            if "split_iter" in meta and "iter_per_split" not in meta:  # files saved before the rename
+                params["iter_per_split"] = meta["split_iter"]
             est = cls(**params, dtype=np.dtype(meta.get("dtype", "float64")),
                       random_state=meta.get("random_state"),
                       variance_floor=meta.get("variance_floor"))  # absent before it was saved
