@@ -57,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "features", help="extract MFCC features of a data directory into a feature cache",
         description="Extract MFCC features (deltas, CMVN, energy VAD) for every utterance of a "
-                    "Kaldi-style data directory (wav.scp, utt2spk) into OUT_DIR: one .npy per "
-                    "utterance, config.json, index.json and report.json.",
+                    "Kaldi-style data directory (wav.scp, utt2spk) into OUT_DIR: feats/*.npy "
+                    "shards (the frames of consecutive utterances), config.json, index.json "
+                    "(utterance -> shard and rows) and report.json.",
         epilog=_FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")
     p.add_argument("out_dir", metavar="OUT_DIR", help="feature cache directory (created or updated)")
