@@ -362,9 +362,9 @@ class GMM:
     def _log_joint_chunk(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         design = self._design(Xc)
         if design.flags.f_contiguous and not design.flags.c_contiguous:
-            # A design built transposed (full covariances): the product in that layout
-            # ran 2x faster than with the Fortran-ordered operand (OpenBLAS, 1278x820 by
-            # 820x32); the copy back to rows costs a few percent of it.
+            # A design built transposed (full covariances): the product in that layout is
+            # faster than with the Fortran-ordered operand, and the copy back to rows costs
+            # little (docs/architecture.md, "Computation").
             return np.ascontiguousarray((self._proj_t @ design.T).T), design
         return design @ self._proj, design
 
