@@ -38,6 +38,7 @@ import numpy as np
 
 from speakergmm.io import atomic_path, atomic_write_text
 from speakergmm.mixture._base import ConvergenceWarning, validate_X
+from speakergmm.mixture.init import check_random_state, draw_seed
 from speakergmm.mixture._covariance import COVARIANCE_TYPES, n_parameters
 from speakergmm.mixture.gaussian_mixture import GaussianMixture
 from speakergmm.utils import effective_jobs, progress as progress_bar, worker_pool
@@ -369,19 +370,15 @@ def _check_estimator_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _seed(random_state: Any) -> tuple[int, np.random.Generator]:
     """An integer seed shared by every fit (so results do not depend on ``jobs`` or on the
-    order of the sweep), and a generator for the validation split."""
-    if isinstance(random_state, (bool, np.bool_)):
-        raise ValueError(f"random_state must be an int, a numpy Generator/RandomState or None; "
-                         f"got {random_state!r}")
-    if isinstance(random_state, (int, np.integer)):
+    order of the sweep), and a Generator for the held-out split."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, (bool, np.bool_)):
         seed = int(random_state)
-    elif isinstance(random_state, np.random.RandomState):
-        seed = int(random_state.randint(2**31 - 1))
-    elif random_state is None or isinstance(random_state, np.random.Generator):
-        seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     else:
-        raise ValueError(f"random_state must be an int, a numpy Generator/RandomState or None; "
-                         f"got {random_state!r}")
+        try:
+            seed = draw_seed(check_random_state(random_state, legacy=True))
+        except ValueError:
+            raise ValueError(f"random_state must be an int, a numpy Generator/RandomState or None; "
+                             f"got {random_state!r}") from None
     return seed, np.random.default_rng(seed)
 
 
