@@ -31,6 +31,7 @@ import math
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -279,9 +280,23 @@ def _csv_value(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- the sweep
-def _fit_one(task: tuple) -> tuple[dict[str, Any], GaussianMixture | None]:
+@dataclass(frozen=True)
+class _Candidate:
+    """One fit of the sweep: what a worker process receives."""
+
+    X_train: np.ndarray
+    X_heldout: np.ndarray | None
+    n_components: int
+    covariance_type: str
+    seed: int
+    n_init: int
+    params: dict
+
+
+def _fit_one(task: _Candidate) -> tuple[dict[str, Any], GaussianMixture | None]:
     """Fit one (n_components, covariance_type) and score it (runs in a worker too)."""
-    X_train, X_heldout, n_components, cov_type, seed, n_init, params = task
+    X_train, X_heldout, n_components = task.X_train, task.X_heldout, task.n_components
+    cov_type, seed, n_init, params = task.covariance_type, task.seed, task.n_init, task.params
     row: dict[str, Any] = {
         "n_components": int(n_components), "covariance_type": cov_type,
         "n_parameters": n_parameters(n_components, X_train.shape[1], cov_type),
@@ -498,7 +513,8 @@ def select_mixture(
                          f"samples; there are {X_train.shape[0]}"
                          + (" after the validation split" if split else ""))
 
-    tasks = [(X_train, X_val, k, cov, seed, int(n_init), params) for cov in cov_types for k in sizes]
+    tasks = [_Candidate(X_train, X_val, k, cov, seed, int(n_init), params)
+             for cov in cov_types for k in sizes]
     n_jobs = min(effective_jobs(jobs), len(tasks))
     results: list[tuple[dict[str, Any], GaussianMixture | None]] = []
     desc = f"mixture sweep ({criterion})"
