@@ -387,9 +387,10 @@ def binary_split_fit(source: ChunkSource, n_components: int, covariance_type: st
     first_X = next(iter_chunks(source, n_features), (None,))[0]
     if first_X is None:
         raise ValueError("the data source yielded no frames")
-    on_iteration = (None if callback is None else
-                    lambda info, _state: callback(info.iteration, info.lower_bound, info.model)
-                    if info.iteration > 0 else None)
+    def on_iteration(info: IterationInfo, _state: SplitState) -> None:
+        if callback is not None and info.iteration > 0:  # pass 0 is no EM iteration
+            callback(info.iteration, info.lower_bound, info.model)
+
     state = split_fit(stats_fn or (lambda model: accumulate(model, source)), n_components,
                       covariance_type, first_X.shape[1], iter_per_split=iter_per_split,
                       reg_covar=reg_covar, variance_floor=variance_floor,
