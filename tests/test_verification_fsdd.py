@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 TRAIN_EER_BOUND = 0.04
-TRAIN_ID_BOUND = 0.97
+TRAIN_ID_BOUND = 0.96  # 12 errors in 300: twice the 6 measured with the current split schedule
 DIGITS_EER_BOUND = 0.16
 
 
