@@ -111,8 +111,10 @@ def _add_ubm_options(p: argparse.ArgumentParser) -> None:
                    help="EM iterations after each binary split (default: 4)")
     g.add_argument("--final-iter", type=_positive_int, default=16,
                    help="EM iterations at the final size (default: 16)")
-    g.add_argument("--variance-floor", type=float, default=0.001,
-                   help="variance floor as a fraction of the global variance (default: 0.001)")
+    g.add_argument("--variance-floor-ratio", "--variance-floor", dest="variance_floor_ratio",
+                   type=float, default=0.001,
+                   help="variance floor as a fraction of the global variance (default: 0.001; "
+                        "--variance-floor is its former name)")
     g.add_argument("--frames-per-component", type=int, default=0,
                    help="below the final size use only about this many frames per Gaussian "
                         "(speeds up large corpora; e.g. 2000); 0 = all frames (default: 0)")
@@ -256,7 +258,7 @@ def settings_from_args(args: argparse.Namespace):
     fields = {
         "n_components": "n_components", "covariance_type": "covariance_type",
         "iter_per_split": "iter_per_split", "final_iter": "final_iter",
-        "variance_floor": "variance_floor", "frames_per_component": "frames_per_component",
+        "variance_floor_ratio": "variance_floor_ratio", "frames_per_component": "frames_per_component",
         "relevance_factor": "relevance_factor", "adapt": "adapt", "top_c": "top_c",
         "exact": "exact", "norm": "norm", "norm_top_n": "norm_top_n", "jobs": "jobs",
     }

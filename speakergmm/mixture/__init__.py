@@ -4,7 +4,9 @@
   and :class:`SufficientStats`).
 - :func:`ml_update` (the M-step) and :func:`map_update` (Reynolds MAP adaptation) turn
   statistics into parameters.
-- :func:`run_em`, :func:`binary_split_fit` and chunk sources run EM over arrays or corpora.
+- The EM driver (:mod:`speakergmm.mixture.em`: :func:`iterate`, :func:`fit_best`,
+  :func:`split_fit` with :class:`EMHooks`) runs every fit; :func:`run_em` and
+  :func:`binary_split_fit` are its front ends over arrays or chunk sources.
 - :class:`GaussianMixture` is the scikit-learn style estimator built on them, and
   :class:`BayesianGaussianMixture` its variational Bayesian counterpart on the same
   E-step and statistics.
@@ -17,12 +19,18 @@ from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFi
 from speakergmm.mixture.anomaly import DensityAnomalyDetector, threshold_for_false_alarm_rate
 from speakergmm.mixture.bayesian import BayesianGaussianMixture
 from speakergmm.mixture.em import (
+    EMHooks,
     EMResult,
+    IterationInfo,
+    SplitState,
     accumulate,
     binary_split_fit,
+    fit_best,
     iter_chunks,
+    iterate,
     run_em,
     split_components,
+    split_fit,
     trivial_gmm,
 )
 from speakergmm.mixture.gaussian_mixture import GaussianMixture
@@ -33,9 +41,9 @@ from speakergmm.mixture.update import EmptyComponentWarning, map_update, ml_upda
 
 __all__ = [
     "BayesianGaussianMixture", "COVARIANCE_TYPES", "ConvergenceWarning", "CovarianceError",
-    "DensityAnomalyDetector", "EMResult", "EmptyComponentWarning", "GMM", "GaussianMixture",
+    "DensityAnomalyDetector", "EMHooks", "EMResult", "IterationInfo", "SplitState", "EmptyComponentWarning", "GMM", "GaussianMixture",
     "MixtureEstimator", "NotFittedError", "SelectionResult", "SufficientStats", "accumulate",
-    "binary_split_fit", "check_frames", "iter_chunks", "map_update", "ml_update", "n_parameters",
-    "run_em", "select_mixture", "split_components", "stats_from_responsibilities",
+    "binary_split_fit", "check_frames", "fit_best", "iter_chunks", "iterate", "map_update", "ml_update", "n_parameters",
+    "run_em", "select_mixture", "split_components", "split_fit", "stats_from_responsibilities",
     "threshold_for_false_alarm_rate", "trivial_gmm",
 ]

@@ -30,32 +30,26 @@ from __future__ import annotations
 
 import math
 import os
-import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 from scipy.special import betaln, digamma, gammaln, logsumexp
 
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture._base import (
-    ConvergenceWarning,
-    MixtureEstimator,
-    kmeans_plusplus_indices,
-    validate_X,
-)
+from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, validate_X  # noqa: F401
 from speakergmm.mixture._covariance import (
     _LOG_2PI,
     covariance_shape,
     log_det_precisions_cholesky,
     precisions_cholesky_from_covariances,
 )
-from speakergmm.mixture.em import ChunkSource, accumulate, iter_chunks
+from speakergmm.mixture.em import EMHooks, fit_best
+from speakergmm.mixture.sources import ChunkSource, accumulate, iter_chunks
+from speakergmm.mixture.init import INIT_METHODS, check_random_state, initial_responsibilities
 from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
-from speakergmm.mixture.update import _OCCUPANCY_EPS, _add_reg, _covariances_from_moments
+from speakergmm.mixture.update import OCCUPANCY_EPS, add_reg_covar, covariances_from_moments
 
 __all__ = [
     "BayesianGaussianMixture", "VariationalPosterior", "VariationalPriors",
@@ -64,7 +58,7 @@ __all__ = [
 ]
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
-BAYES_INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+BAYES_INIT_METHODS = INIT_METHODS
 BAYES_FORMAT = "speakergmm.BayesianGaussianMixture"
 BAYES_VERSION = 1
 _LOG_2 = math.log(2.0)
@@ -145,9 +139,9 @@ def variational_update(stats: SufficientStats, priors: VariationalPriors, weight
     """
     cov_type = stats.covariance_type
     K, D = stats.first.shape
-    nk = stats.zeroth + _OCCUPANCY_EPS
+    nk = stats.zeroth + OCCUPANCY_EPS
     xk = stats.first / nk[:, None]
-    sk = _add_reg(_covariances_from_moments(stats, nk, xk), cov_type, reg_covar)
+    sk = add_reg_covar(covariances_from_moments(stats, nk, xk), cov_type, reg_covar)
     if weight_prior_type == "dirichlet_process":
         # Beta(1 + n_k, alpha + sum_{j>k} n_j) for every stick-breaking fraction.
         tail = np.concatenate([np.cumsum(nk[::-1])[-2::-1], [0.0]])
@@ -214,7 +208,7 @@ def variational_gmm(posterior: VariationalPosterior, dtype: type = np.float64) -
     log_norm = float(logsumexp(log_offset))
     gmm = GMM(np.exp(log_offset - log_norm), posterior.means, posterior.covariances,
               posterior.covariance_type, dtype=dtype,
-              _precisions_cholesky=posterior.precisions_cholesky)
+              precisions_cholesky=posterior.precisions_cholesky)
     return gmm, log_norm
 
 
@@ -281,18 +275,6 @@ def _check_positive_definite(matrix: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be symmetric")
     if np.linalg.eigvalsh(matrix).min() <= 0:
         raise ValueError(f"{name} must be positive definite")
-
-
-def _legacy_random_state(random_state: Any) -> Any:
-    """What scikit-learn's ``check_random_state`` gives (a Generator is used as is)."""
-    if random_state is None:
-        return np.random.mtrand._rand
-    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
-        return random_state
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return np.random.RandomState(int(random_state))
-    raise ValueError(f"random_state must be None, an int, a RandomState or a Generator; "
-                     f"got {random_state!r}")
 
 
 # ---------------------------------------------------------------------------- the estimator
@@ -469,22 +451,7 @@ class BayesianGaussianMixture(MixtureEstimator):
     def _initial_posterior(self, X: np.ndarray, w: np.ndarray | None, priors: VariationalPriors,
                            random_state: Any) -> VariationalPosterior:
         """scikit-learn's initialisations: responsibilities, then one variational update."""
-        n, K = X.shape[0], self.n_components
-        resp = np.zeros((n, K))
-        if self.init_params == "kmeans":
-            seed = int(random_state.integers(2**31 - 1) if isinstance(random_state, np.random.Generator)
-                       else random_state.randint(2**31 - 1))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # scipy warns about empty clusters
-                _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
-            resp[np.arange(n), labels] = 1.0
-        elif self.init_params == "random":
-            resp = np.asarray(random_state.uniform(size=(n, K)))
-            resp /= resp.sum(axis=1)[:, None]
-        elif self.init_params == "random_from_data":
-            resp[random_state.choice(n, size=K, replace=False), np.arange(K)] = 1.0
-        else:  # k-means++: one seed point per component, as scikit-learn
-            resp[kmeans_plusplus_indices(X, K, random_state), np.arange(K)] = 1.0
+        resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
         stats = stats_from_responsibilities(X, resp, w, self.covariance_type)
         return variational_update(stats, priors, self.weight_concentration_prior_type, self.reg_covar)
 
@@ -494,47 +461,35 @@ class BayesianGaussianMixture(MixtureEstimator):
         priors = self._resolve_priors(n_features, mean, covariance)
         dtype = np.dtype(self.dtype)
         do_init = not (self.warm_start and getattr(self, "_posterior", None) is not None)
-        n_init = self.n_init if do_init else 1
-        random_state = _legacy_random_state(self.random_state)
-        best: tuple | None = None
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            start = time.perf_counter()
-            posterior = (self._initial_posterior(sample, sample_weight, priors, random_state)
-                         if do_init else self._posterior)
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            history: list[float] = []
-            converged, n_iter = False, 0
-            for n_iter in range(1, self.max_iter + 1):
-                previous = lower_bound
-                gmm, _ = variational_gmm(posterior, dtype)
-                stats = accumulate(gmm, source)
-                entropy = responsibility_entropy(gmm, stats)
-                posterior = variational_update(stats, priors, self.weight_concentration_prior_type,
-                                               self.reg_covar)
-                lower_bound = variational_elbo(posterior, entropy)
-                history.append(lower_bound)
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - start:.5f}s\t "
-                          f"ll change {lower_bound - previous:.5f}")
-                if abs(lower_bound - previous) < self.tol:
-                    converged = True
-                    break
-            if self.verbose:
-                status = "converged" if converged else "did not converge"
-                print(f"Initialization {status}. time lapse {time.perf_counter() - start:.5f}s\t "
-                      f"lower bound {lower_bound:.5f}")
-            if best is None or lower_bound > best[1]:
-                best = (posterior, lower_bound, converged, n_iter, history)
-        posterior, self.lower_bound_, self.converged_, self.n_iter_, self.lower_bounds_ = best
-        self._set_posterior(posterior, priors)
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                f"Best of {n_init} initialisation(s) did not converge within max_iter="
-                f"{self.max_iter} iterations; try a larger max_iter or tol, or check the data",
-                ConvergenceWarning, stacklevel=3,
-            )
+        random_state = check_random_state(self.random_state, legacy=True)
+        e_step_model: list[GMM] = []  # the mixture of the last E-step, for the entropy
+
+        def initialise() -> VariationalPosterior:
+            if do_init:
+                return self._initial_posterior(sample, sample_weight, priors, random_state)
+            return self._posterior
+
+        def e_step(posterior: VariationalPosterior) -> SufficientStats:
+            gmm, _ = variational_gmm(posterior, dtype)
+            e_step_model[:] = [gmm]
+            return accumulate(gmm, source)
+
+        def update(stats: SufficientStats, _posterior: VariationalPosterior) -> VariationalPosterior:
+            return variational_update(stats, priors, self.weight_concentration_prior_type,
+                                      self.reg_covar)
+
+        def elbo(stats: SufficientStats, _old: VariationalPosterior,
+                 new: VariationalPosterior) -> float:
+            return variational_elbo(new, responsibility_entropy(e_step_model[0], stats))
+
+        result = fit_best(initialise, EMHooks(e_step, update, lower_bound=elbo),
+                          n_init=self.n_init if do_init else 1, max_iter=self.max_iter,
+                          tol=self.tol, initial_lower_bound=-np.inf if do_init else self.lower_bound_,
+                          verbose=self.verbose, verbose_interval=self.verbose_interval,
+                          report_change=True, warn_stacklevel=3)
+        self.lower_bound_, self.converged_ = result.lower_bound, result.converged
+        self.n_iter_, self.lower_bounds_ = result.n_iter, result.history
+        self._set_posterior(result.model, priors)
         return self
 
     def _set_posterior(self, posterior: VariationalPosterior, priors: VariationalPriors) -> None:
@@ -542,7 +497,7 @@ class BayesianGaussianMixture(MixtureEstimator):
         dtype = np.dtype(self.dtype)
         self._gmm = GMM(posterior.weights(), posterior.means, posterior.covariances,
                         posterior.covariance_type, dtype=dtype,
-                        _precisions_cholesky=posterior.precisions_cholesky)
+                        precisions_cholesky=posterior.precisions_cholesky)
         self._scoring = variational_gmm(posterior, dtype)
         self.n_features_in_ = posterior.n_features
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from typing import Any
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from speakergmm.io import load_model_file, save_model_file
 from speakergmm.mixture._covariance import (
@@ -18,22 +16,17 @@ from speakergmm.mixture._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from speakergmm.mixture._base import (
-    ConvergenceWarning,
-    MixtureEstimator,
-    NotFittedError,
-    kmeans_plusplus_indices,
-    nearest_centre,
-    validate_X,
-)
-from speakergmm.mixture.em import ChunkSource, accumulate, binary_split_fit, run_em
-from speakergmm.mixture.model import GMM, as_generator, check_sample_weight
+from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError, validate_X
+from speakergmm.mixture.em import EMHooks, binary_split_fit, fit_best
+from speakergmm.mixture.sources import ChunkSource, accumulate
+from speakergmm.mixture.init import INIT_METHODS as _KMEANS_STYLE, check_random_state, initial_responsibilities
+from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
-from speakergmm.mixture.update import _variance_floor_vector, ml_update
+from speakergmm.mixture.update import ml_update, variance_floor_vector
 
 ESTIMATOR_FORMAT = "speakergmm.GaussianMixture"
 ESTIMATOR_VERSION = 1
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "split")
+INIT_METHODS = _KMEANS_STYLE + ("split",)
 
 __all__ = ["ConvergenceWarning", "GaussianMixture", "NotFittedError"]
 
@@ -74,8 +67,10 @@ class GaussianMixture(MixtureEstimator):
         Precision of the E-step arithmetic; parameters and statistics stay float64.
     variance_floor : float or array, optional
         Absolute floor on variances applied at every update.
-    split_iter : int
+    iter_per_split : int
         EM iterations after each doubling when ``init_params="split"``.
+    split_iter : int, optional
+        Deprecated name of ``iter_per_split`` (DeprecationWarning; it wins when given).
     max_init_samples : int
         Frames sampled from a chunk source for k-means style initialisation.
     """
@@ -85,8 +80,8 @@ class GaussianMixture(MixtureEstimator):
                  init_params: str = "kmeans", weights_init: Any = None, means_init: Any = None,
                  precisions_init: Any = None, random_state: Any = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, dtype: Any = np.float64,
-                 variance_floor: Any = None, split_iter: int = 5,
-                 max_init_samples: int = 200_000):
+                 variance_floor: Any = None, iter_per_split: int = 5,
+                 max_init_samples: int = 200_000, split_iter: int | None = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -103,6 +98,7 @@ class GaussianMixture(MixtureEstimator):
         self.verbose_interval = verbose_interval
         self.dtype = dtype
         self.variance_floor = variance_floor
+        self.iter_per_split = iter_per_split
         self.split_iter = split_iter
         self.max_init_samples = max_init_samples
 
@@ -111,9 +107,9 @@ class GaussianMixture(MixtureEstimator):
 
     def _check_parameters(self, n_features: int) -> None:
         self._check_common(n_features)
-        if (not isinstance(self.split_iter, (int, np.integer)) or isinstance(self.split_iter, bool)
-                or self.split_iter < 0):
-            raise ValueError(f"split_iter must be an integer >= 0; got {self.split_iter!r}")
+        name, value = self._iter_per_split()
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
         K = self.n_components
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
@@ -133,31 +129,17 @@ class GaussianMixture(MixtureEstimator):
                                  f"must have shape {expected}; got {p.shape}")
             precisions_cholesky_from_precisions(p, self.covariance_type)  # raises if not PD
 
-    # ------------------------------------------------------------------ initialisation
-    def _resp_init(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Responsibilities of the k-means style initialisations (scikit-learn's methods)."""
-        n, K = X.shape[0], self.n_components
-        if self.init_params == "random":
-            resp = rng.uniform(size=(n, K))
-            return resp / resp.sum(axis=1, keepdims=True)
-        if self.init_params == "kmeans":
-            seed = int(rng.integers(2**31 - 1))
-            with warnings.catch_warnings():
-                # scipy warns when a cluster ends up empty; the M-step handles that.
-                warnings.simplefilter("ignore")
-                _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
-        else:
-            if self.init_params == "k-means++":
-                centres = X[kmeans_plusplus_indices(X, K, rng)]
-            else:  # random_from_data
-                centres = X[rng.choice(n, size=K, replace=False)]
-            labels = nearest_centre(X, centres)
-        resp = np.zeros((n, K))
-        resp[np.arange(n), labels] = 1.0
-        return resp
+    def _iter_per_split(self) -> tuple[str, Any]:
+        """The iterations per split and the name they were given under (warns for the old one)."""
+        if self.split_iter is None:
+            return "iter_per_split", self.iter_per_split
+        warnings.warn("GaussianMixture(split_iter=...) is deprecated: use iter_per_split",
+                      DeprecationWarning, stacklevel=4)
+        return "split_iter", self.split_iter
 
+    # ------------------------------------------------------------------ initialisation
     def _initial_gmm(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
-                     rng: np.random.Generator) -> GMM:
+                     rng: Any) -> GMM:
         K, D = self.n_components, sample.shape[1]
         dtype = np.dtype(self.dtype)
         all_given = (self.weights_init is not None and self.means_init is not None
@@ -166,11 +148,19 @@ class GaussianMixture(MixtureEstimator):
             return GMM.from_precisions(self.weights_init, self.means_init, self.precisions_init,
                                        self.covariance_type, dtype=dtype)
         if self.init_params == "split":
-            gmm = binary_split_fit(source, K, self.covariance_type, D, self.split_iter,
+            gmm = binary_split_fit(source, K, self.covariance_type, D,
+                                   self.iter_per_split if self.split_iter is None else self.split_iter,
                                    self.reg_covar, self.variance_floor, dtype=dtype)
         else:
-            resp = self._resp_init(sample, rng)
-            stats = stats_from_responsibilities(sample, resp, sample_weight, self.covariance_type)
+            resp = initial_responsibilities(sample, K, self.init_params, rng)
+            # Statistics of the frames the components start from: with one frame per
+            # component (k-means++, random_from_data) every covariance, the tied one included,
+            # starts at reg_covar. (scikit-learn's tied start pools the scatter of all frames
+            # about the origin instead, which BayesianGaussianMixture keeps for parity; on
+            # data far from the origin it is within rounding error of singular.)
+            in_start = resp.sum(axis=1)
+            weights = in_start if sample_weight is None else sample_weight * in_start
+            stats = stats_from_responsibilities(sample, resp, weights, self.covariance_type)
             gmm = ml_update(stats, self.reg_covar, self.variance_floor, dtype=dtype)
         if self.weights_init is None and self.means_init is None and self.precisions_init is None:
             return gmm
@@ -212,46 +202,30 @@ class GaussianMixture(MixtureEstimator):
     def _fit(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
              n_features: int) -> "GaussianMixture":
         do_init = not (self.warm_start and getattr(self, "_gmm", None) is not None)
-        n_init = self.n_init if do_init else 1
-        rng = as_generator(self.random_state)
-        best = None
-        for init in range(n_init):
-            if self.verbose:
-                print(f"Initialization {init}")
-            start = time.perf_counter()
-            gmm = (self._initial_gmm(source, sample, sample_weight, rng) if do_init
-                   else self._gmm.astype(np.dtype(self.dtype)))
+        rng = check_random_state(self.random_state, legacy=True)
+        dtype = np.dtype(self.dtype)
 
-            def report(i: int, bound: float, _gmm: GMM, t0=start) -> None:
-                if self.verbose >= 2 and i % self.verbose_interval == 0:
-                    print(f"  Iteration {i}\t time lapse {time.perf_counter() - t0:.5f}s\t "
-                          f"log-likelihood {bound:.5f}")
+        def initialise() -> GMM:
+            if do_init:
+                return self._initial_gmm(source, sample, sample_weight, rng)
+            return self._gmm.astype(dtype)
 
-            if self.max_iter == 0:
-                result_gmm, converged, n_iter = gmm, False, 0
-                bound = accumulate(gmm, source)
-                bound = bound.log_likelihood / bound.n_frames
-                history: list[float] = []
-            else:
-                result = run_em(gmm, source, self.max_iter, self.tol, self.reg_covar,
-                                self.variance_floor, callback=report,
-                                initial_lower_bound=-np.inf if do_init else self.lower_bound_)
-                result_gmm, converged, n_iter = result.gmm, result.converged, result.n_iter
-                bound, history = result.lower_bound, result.history
-            if self.verbose:
-                status = "converged" if converged else "did not converge"
-                print(f"Initialization {status}. time lapse {time.perf_counter() - start:.5f}s\t "
-                      f"lower bound {bound:.5f}")
-            if best is None or bound > best[1]:
-                best = (result_gmm, bound, converged, n_iter, history)
-        self._gmm, self.lower_bound_, self.converged_, self.n_iter_, self.lower_bounds_ = best
+        def update(stats: SufficientStats, gmm: GMM) -> GMM:
+            return ml_update(stats, self.reg_covar, self.variance_floor, previous=gmm)
+
+        def evaluate(gmm: GMM) -> float:
+            stats = accumulate(gmm, source)
+            return stats.log_likelihood / stats.n_frames
+
+        result = fit_best(initialise, EMHooks(lambda gmm: accumulate(gmm, source), update),
+                          n_init=self.n_init if do_init else 1, max_iter=self.max_iter,
+                          tol=self.tol, evaluate=evaluate,
+                          initial_lower_bound=-np.inf if do_init else self.lower_bound_,
+                          verbose=self.verbose, verbose_interval=self.verbose_interval,
+                          warn_stacklevel=3)
+        self._gmm, self.lower_bound_ = result.model, result.lower_bound
+        self.converged_, self.n_iter_, self.lower_bounds_ = result.converged, result.n_iter, result.history
         self.n_features_in_ = n_features
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                f"Best of {n_init} initialisation(s) did not converge within max_iter="
-                f"{self.max_iter} iterations; try a larger max_iter or tol, or check the data",
-                ConvergenceWarning, stacklevel=3,
-            )
         return self
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None, decay: float = 0.6
@@ -275,7 +249,7 @@ class GaussianMixture(MixtureEstimator):
                     f"the first partial_fit batch needs n_samples >= n_components="
                     f"{self.n_components}; got {X.shape[0]}"
                 )
-            self._gmm = self._initial_gmm(X, X, w, as_generator(self.random_state))
+            self._gmm = self._initial_gmm(X, X, w, check_random_state(self.random_state, legacy=True))
             self.n_features_in_ = X.shape[1]
             self._online_stats, self._online_steps = None, 0
             self.converged_, self.lower_bounds_ = False, []
@@ -317,7 +291,7 @@ class GaussianMixture(MixtureEstimator):
 
     # ------------------------------------------------------------------ persistence
     _HYPERPARAMETERS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                        "init_params", "warm_start", "verbose", "verbose_interval", "split_iter",
+                        "init_params", "warm_start", "verbose", "verbose_interval", "iter_per_split",
                         "max_init_samples")
 
     def save(self, path: str | os.PathLike) -> None:
@@ -337,11 +311,13 @@ class GaussianMixture(MixtureEstimator):
                                           required=("covariance_type", "weights", "means", "covariances"))
         try:
             params = {k: meta[k] for k in cls._HYPERPARAMETERS if k in meta}
+            if "split_iter" in meta and "iter_per_split" not in meta:  # files saved before the rename
+                params["iter_per_split"] = meta["split_iter"]
             est = cls(**params, dtype=np.dtype(meta.get("dtype", "float64")),
                       random_state=meta.get("random_state"),
                       variance_floor=meta.get("variance_floor"))  # absent before it was saved
             est._gmm = GMM.from_arrays(arrays, dtype=np.dtype(est.dtype))
-            _variance_floor_vector(est.variance_floor, est._gmm.n_features)  # validates
+            variance_floor_vector(est.variance_floor, est._gmm.n_features)  # validates
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{path}: invalid GaussianMixture file: {exc}") from exc
         if est._gmm.n_components != est.n_components:

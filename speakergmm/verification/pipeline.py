@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -76,8 +76,9 @@ class VerifySettings:
     n_components : int or None
         UBM size; None chooses it from the amount of UBM data (:func:`auto_components`).
     covariance_type : {"diag", "full"}
-    iter_per_split, final_iter, variance_floor, frames_per_component, ubm_dtype
-        UBM training (see :class:`~speakergmm.verification.UBMConfig`).
+    iter_per_split, final_iter, variance_floor_ratio, frames_per_component, ubm_dtype
+        UBM training (see :class:`~speakergmm.verification.UBMConfig`; ``variance_floor``
+        is the deprecated name of ``variance_floor_ratio``).
     relevance_factor : float
         MAP relevance factor (Reynolds: 16).
     adapt : str
@@ -98,7 +99,7 @@ class VerifySettings:
     covariance_type: str = "diag"
     iter_per_split: int = 4
     final_iter: int = 16
-    variance_floor: float = 0.001
+    variance_floor_ratio: float = 0.001
     frames_per_component: int = 0
     ubm_dtype: str = "float32"
     relevance_factor: float = 16.0
@@ -109,8 +110,13 @@ class VerifySettings:
     norm_top_n: int | None = None
     cohort_max_utterances: int = 400
     jobs: int = 0
+    variance_floor: dataclasses.InitVar[float | None] = None  # deprecated: variance_floor_ratio
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, variance_floor: float | None) -> None:
+        if variance_floor is not None:
+            warnings.warn("VerifySettings(variance_floor=...) is deprecated: the relative floor "
+                          "is called variance_floor_ratio", DeprecationWarning, stacklevel=3)
+            self.variance_floor_ratio = float(variance_floor)
         if self.norm not in NORMALIZATIONS:
             raise ValueError(f"norm must be one of {', '.join(NORMALIZATIONS)}; got {self.norm!r}")
         if self.top_c < 1:
@@ -125,7 +131,7 @@ class VerifySettings:
     def ubm_config(self, n_components: int) -> UBMConfig:
         return UBMConfig(n_components=n_components, covariance_type=self.covariance_type,
                          iter_per_split=self.iter_per_split, final_iter=self.final_iter,
-                         variance_floor=self.variance_floor, dtype=self.ubm_dtype,
+                         variance_floor_ratio=self.variance_floor_ratio, dtype=self.ubm_dtype,
                          frames_per_component=self.frames_per_component)
 
     def to_dict(self) -> dict[str, Any]:
@@ -319,18 +325,15 @@ def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.Path
     if log:
         log(f"ubm: training {n_components} {settings.covariance_type} Gaussians on {len(utts)} "
             f"utterances ({total_frames} frames)")
-    kwargs = dict(utterances=utts, covariance_type=config.covariance_type,
-                  iter_per_split=config.iter_per_split, final_iter=config.final_iter,
-                  variance_floor=config.variance_floor, dtype=config.dtype,
-                  frames_per_component=config.frames_per_component, jobs=settings.jobs,
-                  checkpoint=checkpoint, log=log, show_progress=show_progress)
+    kwargs = dict(config=config, utterances=utts, jobs=settings.jobs, checkpoint=checkpoint,
+                  log=log, show_progress=show_progress)
     try:
-        result = train_ubm(store, n_components, **kwargs)
+        result = train_ubm(store, **kwargs)
     except CheckpointMismatch as exc:
         if log:
             log(f"ubm: {exc}; starting afresh")
         checkpoint.unlink(missing_ok=True)
-        result = train_ubm(store, n_components, **kwargs)
+        result = train_ubm(store, **kwargs)
     save_ubm(out_path, result.gmm, feature_config=store.config, training={
         "config": config.to_dict(), "data_fingerprint": fingerprint, "n_utterances": len(utts),
         "n_frames": result.n_frames, "log_likelihood": result.history[-1],
@@ -765,11 +768,3 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
                if results.get("identification_accuracy") is not None else "")
             + f" -> {out / 'results.json'}")
     return results
-
-
-def format_seconds(seconds: float) -> str:
-    """``1.23 s`` / ``2 min 03 s``."""
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes = math.floor(seconds / 60)
-    return f"{minutes} min {seconds - 60 * minutes:02.0f} s"

@@ -1,20 +1,24 @@
 """Universal background model (UBM) training over a corpus, streaming and resumable.
 
-The UBM is grown by binary splitting (1 -> 2 -> 4 -> ... components, a few EM iterations
-at each size) with every EM iteration one *pass* over the corpus: features are read
-utterance by utterance, gathered into bounded chunks and pushed through the core's E-step
-(:meth:`GMM.e_step`), so memory does not grow with the corpus. With ``jobs > 1`` the
-utterance list is cut into one shard per worker; each worker accumulates a
-:class:`~speakergmm.mixture.SufficientStats` over its shard; the statistics are summed and
-:func:`~speakergmm.mixture.ml_update` turns them into the next model.
+The UBM is grown by the EM driver's binary-split schedule
+(:func:`speakergmm.mixture.em.split_fit`: 1 -> 2 -> 4 -> ... components, a few EM
+iterations at each size) with every EM iteration one *pass* over the corpus. This module
+supplies the driver's hooks:
 
-Variances are floored at a fraction of the corpus' global variance (HTK/Kaldi practice),
-so that no component collapses onto a handful of identical frames.
+- **accumulate**: features are read utterance by utterance, gathered into bounded chunks
+  and pushed through the core's E-step (:meth:`GMM.e_step`), so memory does not grow with
+  the corpus. With ``jobs > 1`` the utterance list is cut into one shard per worker; each
+  worker accumulates a :class:`~speakergmm.mixture.SufficientStats` over its shard and the
+  statistics are summed (this hook is where other ways of accumulating plug in);
+- **on_iteration**: after every pass a checkpoint (a plain model file holding the model,
+  the pass number, the training configuration and a fingerprint of the data) is written
+  atomically; calling :func:`train_ubm` again with the same checkpoint path, configuration
+  and data resumes after the last finished pass, and gives the same model as an
+  uninterrupted run.
 
-After every pass a checkpoint (a plain model file holding the model, the pass number, the
-training configuration and a fingerprint of the data) is written atomically; calling
-:func:`train_ubm` again with the same checkpoint path, configuration and data resumes after
-the last finished pass, and gives the same model as an uninterrupted run.
+Variances are floored at a fraction of the corpus' global variance
+(``variance_floor_ratio``, HTK/Kaldi practice), so that no component collapses onto a
+handful of identical frames.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,8 +38,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from speakergmm.io import ModelFileError, atomic_path, atomic_write_json, load_model_file, save_model_file
-from speakergmm.mixture import GMM, SufficientStats, ml_update
-from speakergmm.mixture.em import split_components, trivial_gmm
+from speakergmm.mixture import GMM, SufficientStats
+from speakergmm.mixture.em import IterationInfo, SplitState, split_fit
+from speakergmm.mixture.split import SPLIT_DIRECTIONS, UBM_SPLIT_DIRECTION, UBM_SPLIT_PERTURBATION, split_schedule
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
 from speakergmm.utils import effective_jobs, progress, worker_pool
 from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
@@ -73,12 +78,16 @@ class UBMConfig:
         EM passes after each intermediate split.
     final_iter : int
         EM passes at the final size.
-    variance_floor : float
-        Variances are floored at this fraction of the corpus' global (per-dimension) variance.
+    variance_floor_ratio : float
+        Variances are floored at this fraction of the corpus' global (per-dimension)
+        variance. (Called ``variance_floor`` before; that name still works, with a
+        DeprecationWarning: ``variance_floor`` means an absolute floor elsewhere.)
     reg_covar : float
         Added to every variance (as scikit-learn's ``reg_covar``).
-    perturbation : float
-        Split offset, in standard deviations of the split component.
+    perturbation, split_direction : float, {"widest", "all"}
+        Split offset in standard deviations, and its direction
+        (:func:`~speakergmm.mixture.split_components`); the default is HTK's 0.2 sd along
+        every dimension, the better split for speech UBMs (:mod:`speakergmm.mixture.split`).
     dtype : {"float32", "float64"}
         Precision of the E-step arithmetic (statistics are always accumulated in float64).
     frames_per_component : int
@@ -95,21 +104,31 @@ class UBMConfig:
     covariance_type: str = "diag"
     iter_per_split: int = 4
     final_iter: int = 16
-    variance_floor: float = 0.001
+    variance_floor_ratio: float = 0.001
     reg_covar: float = 1e-6
-    perturbation: float = 0.2
+    perturbation: float = UBM_SPLIT_PERTURBATION
+    split_direction: str = UBM_SPLIT_DIRECTION
     dtype: str = "float32"
     frames_per_component: int = 0
+    variance_floor: InitVar[float | None] = None  # deprecated alias of variance_floor_ratio
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, variance_floor: float | None) -> None:
+        if variance_floor is not None:
+            warnings.warn("UBMConfig(variance_floor=...) is deprecated: the relative floor is "
+                          "called variance_floor_ratio", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "variance_floor_ratio", float(variance_floor))
         if int(self.n_components) < 1:
             raise ValueError(f"n_components must be >= 1; got {self.n_components}")
         if self.covariance_type not in ("diag", "full"):
             raise ValueError(f"covariance_type must be 'diag' or 'full'; got {self.covariance_type!r}")
         if self.iter_per_split < 1 or self.final_iter < 1:
             raise ValueError("iter_per_split and final_iter must be >= 1")
-        if not 0.0 <= self.variance_floor < 1.0:
-            raise ValueError(f"variance_floor is a fraction of the global variance in [0, 1); got {self.variance_floor}")
+        if not 0.0 <= self.variance_floor_ratio < 1.0:
+            raise ValueError(f"variance_floor_ratio is a fraction of the global variance in [0, 1); "
+                             f"got {self.variance_floor_ratio}")
+        if self.split_direction not in SPLIT_DIRECTIONS:
+            raise ValueError(f"split_direction must be one of {', '.join(SPLIT_DIRECTIONS)}; "
+                             f"got {self.split_direction!r}")
         if self.frames_per_component < 0:
             raise ValueError(f"frames_per_component must be >= 0; got {self.frames_per_component}")
         if self.dtype not in ("float32", "float64"):
@@ -119,17 +138,11 @@ class UBMConfig:
         """The passes over the data: ``(n_components, iteration, iterations at that size)``.
 
         Pass 0 estimates the one-component (global) model, which also gives the variance
-        floor; every later pass is one EM iteration, the first at each size after a split.
+        floor; every later pass is one EM iteration, the first at each size after a split
+        (:func:`~speakergmm.mixture.split.split_schedule`).
         """
-        passes = [(1, 1, 1)]
-        size = 1
-        while size < self.n_components:
-            size = min(2 * size, self.n_components)
-            n_iter = self.final_iter if size == self.n_components else self.iter_per_split
-            passes.extend((size, i + 1, n_iter) for i in range(n_iter))
-        if self.n_components == 1:
-            passes.extend((1, i + 1, self.final_iter) for i in range(self.final_iter))
-        return passes
+        return [(p.n_components, p.iteration, p.n_iter)
+                for p in split_schedule(self.n_components, self.iter_per_split, self.final_iter)]
 
     def stride(self, size: int, total_frames: float) -> int:
         """Frame subsampling step of the passes at ``size`` components (1 at the final size)."""
@@ -193,12 +206,27 @@ def _read_pack(pack: Path, chunk_frames: int, stride: int):
                 yield X
 
 
-def _pass_shard(payload: tuple) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class ShardPass:
+    """One E-step pass over one shard: what a worker process receives."""
+
+    source: Any  # the feature source
+    utterances: list  # the shard's utterance ids
+    pack: str  # scratch file of the shard's frames
+    key: str  # identifies the data the pack must hold
+    model_arrays: dict  # GMM.to_arrays() of the model
+    dtype: str  # E-step precision
+    chunk_frames: int
+    stride: int  # every stride-th frame (subsampled passes)
+
+
+def _pass_shard(task: ShardPass) -> dict[str, np.ndarray]:
     """One E-step pass over one shard (runs in a worker process, or in-process)."""
-    source, utterances, pack, key, model_arrays, dtype, chunk_frames, stride = payload
-    gmm = GMM.from_arrays(model_arrays, dtype=np.dtype(dtype))
+    source, utterances, key = task.source, task.utterances, task.key
+    chunk_frames, stride = task.chunk_frames, task.stride
+    gmm = GMM.from_arrays(task.model_arrays, dtype=np.dtype(task.dtype))
     stats = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
-    pack = Path(pack)
+    pack = Path(task.pack)
     if _pack_is_valid(pack, key):
         for X in _read_pack(pack, chunk_frames, stride):
             gmm.e_step(X, stats=stats)
@@ -229,7 +257,8 @@ def _shards(utterances: Sequence[str], n_shards: int) -> list[list[str]]:
 
 
 class _Accumulator:
-    """Sum of the per-shard statistics of a model, in-process or over a worker pool."""
+    """Sum of the per-shard statistics of a model, in-process or over a worker pool: the
+    EM driver's accumulate hook for a corpus."""
 
     def __init__(self, source: FeatureSource, utterances: Sequence[str], jobs: int,
                  dtype: str, chunk_frames: int, pack_dir: Path, fingerprint: str):
@@ -246,8 +275,8 @@ class _Accumulator:
 
     def __call__(self, gmm: GMM, stride: int = 1) -> SufficientStats:
         arrays = gmm.to_arrays()
-        payloads = [(self.source, shard, pack, key, arrays, self.dtype, self.chunk_frames, stride)
-                    for shard, (pack, key) in zip(self.shards, self.packs)]
+        payloads = [ShardPass(self.source, shard, pack, key, arrays, self.dtype, self.chunk_frames,
+                              stride) for shard, (pack, key) in zip(self.shards, self.packs)]
         if self.pool is None:
             with threadpool_limits(limits=1):  # jobs=1 means one core (and no BLAS thrashing)
                 results = list(map(_pass_shard, payloads))
@@ -264,24 +293,24 @@ class _Accumulator:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _save_checkpoint(path: Path, gmm: GMM, pass_index: int, n_passes: int, config: UBMConfig,
-                     data_fingerprint: str, history: list[float], floor: np.ndarray,
-                     n_frames: float) -> None:
-    arrays = dict(gmm.to_arrays())
-    arrays["variance_floor"] = floor
-    arrays["history"] = np.asarray(history, dtype=np.float64)
+def _save_checkpoint(path: Path, state: SplitState, n_passes: int, config: UBMConfig,
+                     data_fingerprint: str) -> None:
+    assert state.gmm is not None
+    arrays = dict(state.gmm.to_arrays())
+    arrays["variance_floor"] = (np.zeros(0) if state.variance_floor is None
+                                else np.asarray(state.variance_floor, dtype=np.float64))
+    arrays["history"] = np.asarray(state.history, dtype=np.float64)
     meta = {
-        "pass": pass_index,
+        "pass": state.passes_done - 1,
         "n_passes": n_passes,
         "config": config.to_dict(),
         "data_fingerprint": data_fingerprint,
-        "n_frames": n_frames,
+        "n_frames": state.n_frames,
     }
     save_model_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, arrays, meta)
 
 
-def _load_checkpoint(path: Path, config: UBMConfig, data_fingerprint: str
-                     ) -> tuple[GMM, int, list[float], np.ndarray, float]:
+def _load_checkpoint(path: Path, config: UBMConfig, data_fingerprint: str) -> SplitState:
     arrays, meta, _ = load_model_file(
         path, CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,),
         required=("covariance_type", "weights", "means", "covariances", "variance_floor", "history"),
@@ -297,53 +326,51 @@ def _load_checkpoint(path: Path, config: UBMConfig, data_fingerprint: str
         raise CheckpointMismatch(
             f"{path}: checkpoint of a UBM training run on other data; delete it or choose "
             "another checkpoint path to start afresh")
-    gmm = GMM.from_arrays(arrays, dtype=np.dtype(config.dtype))
-    return (gmm, int(meta["pass"]), [float(v) for v in arrays["history"]],
-            np.asarray(arrays["variance_floor"], dtype=np.float64), float(meta.get("n_frames", 0.0)))
+    floor = np.asarray(arrays["variance_floor"], dtype=np.float64)
+    return SplitState(gmm=GMM.from_arrays(arrays, dtype=np.dtype(config.dtype)),
+                      passes_done=int(meta["pass"]) + 1,
+                      history=[float(v) for v in arrays["history"]],
+                      variance_floor=floor if floor.size else None,
+                      n_frames=float(meta.get("n_frames", 0.0)))
 
 
 # --------------------------------------------------------------------------- training
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(UBMConfig)) + ("variance_floor",)
+
+
 def train_ubm(
     source: Any,
-    n_components: int = 64,
+    n_components: int | None = None,
     *,
+    config: UBMConfig | None = None,
     utterances: Sequence[str] | None = None,
-    covariance_type: str = "diag",
-    iter_per_split: int = 4,
-    final_iter: int = 16,
-    variance_floor: float = 0.001,
-    reg_covar: float = 1e-6,
-    perturbation: float = 0.2,
-    dtype: str = "float32",
-    frames_per_component: int = 0,
     jobs: int = 1,
     checkpoint: str | Path | None = None,
     chunk_frames: int = 8192,
     log: Callable[[str], None] | None = None,
     show_progress: bool | None = None,
     stop_after: int | None = None,
+    **config_fields: Any,
 ) -> UBMResult:
     """Train a UBM on a corpus by binary splitting and EM, streaming the features.
+
+    The EM driver (:func:`speakergmm.mixture.em.split_fit`) runs the schedule; this
+    function supplies its accumulate hook (sharded, multi-process passes over the corpus)
+    and its on_iteration hook (checkpoints and log lines).
 
     Parameters
     ----------
     source : feature store, mapping, list of arrays or list of ``.npy`` paths
         See :mod:`speakergmm.verification.sources`.
-    n_components : int
-        Gaussians in the final UBM.
+    n_components : int, optional
+        Gaussians in the final UBM (default: the config's, 64).
+    config : UBMConfig, optional
+        What the training does. Instead of a config, its fields may be given as keywords
+        (``covariance_type``, ``iter_per_split``, ``final_iter``, ``variance_floor_ratio``,
+        ``reg_covar``, ``perturbation``, ``split_direction``, ``dtype``,
+        ``frames_per_component``; see :class:`UBMConfig`), but not both.
     utterances : sequence of str, optional
         The utterance ids to train on (repeats allowed); all of the source's by default.
-    covariance_type : {"diag", "full"}
-    iter_per_split, final_iter : int
-        EM passes after each intermediate split, and at the final size.
-    variance_floor : float
-        Floor on variances, as a fraction of the global variance of the data.
-    reg_covar, perturbation : float
-        See :class:`UBMConfig`.
-    dtype : {"float32", "float64"}
-        E-step precision (statistics are accumulated in float64 either way).
-    frames_per_component : int
-        Subsampling of the passes below the final size (see :class:`UBMConfig`).
     jobs : int
         Worker processes (``0``: all cores). Each accumulates statistics over its shard.
     checkpoint : path, optional
@@ -365,108 +392,114 @@ def train_ubm(
         ``gmm`` is the trained UBM (float64 E-step precision regardless of ``dtype``).
     """
     started = time.perf_counter()
-    config = UBMConfig(n_components=int(n_components), covariance_type=covariance_type,
-                       iter_per_split=int(iter_per_split), final_iter=int(final_iter),
-                       variance_floor=float(variance_floor), reg_covar=float(reg_covar),
-                       perturbation=float(perturbation), dtype=str(np.dtype(dtype)),
-                       frames_per_component=int(frames_per_component))
+    config = _resolve_config(n_components, config, config_fields)
     src = as_source(source)
     utts = list(src.ids() if utterances is None else utterances)
     if not utts:
         raise VerificationError("no utterances to train the UBM on")
-    schedule = config.schedule()
-    n_passes = len(schedule)
+    n_passes = len(config.schedule())
     fingerprint = src.fingerprint(utts)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
 
-    gmm: GMM | None = None
-    done = 0  # passes completed
-    history: list[float] = []
-    floor = np.zeros(0)
-    n_frames = 0.0
+    state = SplitState()
     resumed_from = None
     if checkpoint is not None and checkpoint.exists():
         try:
-            gmm, last, history, floor, n_frames = _load_checkpoint(checkpoint, config, fingerprint)
+            state = _load_checkpoint(checkpoint, config, fingerprint)
         except ModelFileError as exc:
             raise CheckpointMismatch(f"cannot resume UBM training: {exc}") from exc
-        done = last + 1
-        resumed_from = done
+        resumed_from = state.passes_done
         if log:
-            log(f"ubm: resuming from {checkpoint} after pass {done}/{n_passes}")
+            log(f"ubm: resuming from {checkpoint} after pass {state.passes_done}/{n_passes}")
 
-    n_features = gmm.n_features if gmm is not None else None
-    if n_features is None:
-        n_features = _first_dimension(src, utts)
-    remaining = range(done, n_passes if stop_after is None else min(n_passes, stop_after))
+    centre = None
+    if state.gmm is not None:
+        n_features = state.gmm.n_features
+    else:
+        n_features, centre = _first_frames_summary(src, utts)
+    end = n_passes if stop_after is None else min(n_passes, stop_after)
     # Scratch copies of the frames: next to the checkpoint (kept for a resumed run), else
     # in a temporary directory.
     if checkpoint is not None:
         pack_dir = checkpoint.with_name(checkpoint.name + _PACK_SUFFIX)
     else:
         pack_dir = Path(tempfile.mkdtemp(prefix="speakergmm-ubm-"))
-    accumulate = _Accumulator(src, utts, effective_jobs(jobs) if len(remaining) else 1, config.dtype,
-                              chunk_frames, pack_dir, fingerprint)
+    accumulator = _Accumulator(src, utts, effective_jobs(jobs) if end > state.passes_done else 1,
+                               config.dtype, chunk_frames, pack_dir, fingerprint)
+
+    def accumulate(gmm: GMM) -> SufficientStats:
+        stats = accumulator(gmm, config.stride(gmm.n_components, state.n_frames))
+        if stats.n_frames <= 0:
+            raise VerificationError("the UBM training utterances hold no frames")
+        return stats
+
+    def on_iteration(info: IterationInfo, current: SplitState) -> None:
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, current, n_passes, config, fingerprint)
+        if log:
+            step = info.split_pass
+            log(f"ubm: pass {step.index + 1}/{n_passes}: {step.n_components} components, "
+                f"iteration {step.iteration}/{step.n_iter}, log-likelihood {info.lower_bound:.4f} "
+                f"per frame over {int(info.stats.n_frames)} frames ({info.elapsed - elapsed[0]:.2f} s)")
+        elapsed[0] = info.elapsed
+
+    elapsed = [0.0]
     finished = False
     try:
-        for p in progress(remaining, desc="UBM training", total=len(remaining), enabled=show_progress,
-                          unit="pass"):
-            size, iteration, n_iter = schedule[p]
-            t0 = time.perf_counter()
-            if p == 0:
-                stats = accumulate(trivial_gmm(n_features, config.covariance_type))
-                if stats.n_frames <= 0:
-                    raise VerificationError("the UBM training utterances hold no frames")
-                global_model = ml_update(stats, reg_covar=config.reg_covar)
-                global_var = (np.diag(global_model.covariances[0]) if config.covariance_type == "full"
-                              else global_model.covariances[0])
-                floor = config.variance_floor * global_var
-                gmm = ml_update(stats, reg_covar=config.reg_covar, variance_floor=floor,
-                                dtype=np.dtype(config.dtype))
-            else:
-                assert gmm is not None
-                if gmm.n_components < size:
-                    gmm = split_components(gmm, size, config.perturbation)
-                stats = accumulate(gmm, config.stride(size, n_frames))
-                gmm = ml_update(stats, reg_covar=config.reg_covar, variance_floor=floor,
-                                previous=gmm, dtype=np.dtype(config.dtype))
-            if p == 0:
-                n_frames = stats.n_frames
-            # Pass 0's statistics were taken under a placeholder model: report the global
-            # Gaussian's own log-likelihood instead (closed form at the ML estimate).
-            history.append(_gaussian_ml_loglik(gmm) if p == 0 else stats.log_likelihood / stats.n_frames)
-            if checkpoint is not None:
-                _save_checkpoint(checkpoint, gmm, p, n_passes, config, fingerprint, history, floor, n_frames)
-            if log:
-                log(f"ubm: pass {p + 1}/{n_passes}: {size} components, iteration {iteration}/{n_iter}, "
-                    f"log-likelihood {history[-1]:.4f} per frame over {int(stats.n_frames)} frames "
-                    f"({time.perf_counter() - t0:.2f} s)")
-        finished = done + len(remaining) == n_passes
+        state = split_fit(accumulate, config.n_components, config.covariance_type, n_features,
+                          iter_per_split=config.iter_per_split, final_iter=config.final_iter,
+                          reg_covar=config.reg_covar, variance_floor_ratio=config.variance_floor_ratio,
+                          perturbation=config.perturbation, direction=config.split_direction,
+                          dtype=config.dtype, centre=centre, resume=state, stop_after=stop_after,
+                          on_iteration=on_iteration, show_progress=show_progress,
+                          desc="UBM training")
+        finished = state.passes_done == n_passes
     finally:
-        accumulate.close()
+        accumulator.close()
         if finished or checkpoint is None:
             shutil.rmtree(pack_dir, ignore_errors=True)
-    assert gmm is not None
-    return UBMResult(gmm=gmm.astype(np.float64), config=config, history=history, n_frames=n_frames,
-                     n_utterances=len(utts), resumed_from=resumed_from, variance_floor=floor,
-                     seconds=time.perf_counter() - started)
+    assert state.gmm is not None
+    return UBMResult(gmm=state.gmm.astype(np.float64), config=config, history=state.history,
+                     n_frames=state.n_frames, n_utterances=len(utts), resumed_from=resumed_from,
+                     variance_floor=state.variance_floor, seconds=time.perf_counter() - started)
 
 
-def _gaussian_ml_loglik(gmm: GMM) -> float:
-    """Mean log-likelihood per frame of data under its own one-Gaussian ML fit."""
-    cov = gmm.covariances[0]
-    D = gmm.n_features
-    logdet = np.linalg.slogdet(cov)[1] if cov.ndim == 2 else float(np.sum(np.log(cov)))
-    return float(-0.5 * (D * np.log(2 * np.pi) + logdet + D))
+def _resolve_config(n_components: int | None, config: UBMConfig | None,
+                    fields: dict[str, Any]) -> UBMConfig:
+    """The run's UBMConfig from ``config`` or from keyword fields (not both)."""
+    unknown = sorted(set(fields) - set(_CONFIG_FIELDS))
+    if unknown:
+        raise TypeError(f"train_ubm() got unexpected keyword argument(s): {', '.join(unknown)}")
+    if config is not None:
+        if fields:
+            raise TypeError(f"train_ubm(): pass either config or its fields "
+                            f"({', '.join(sorted(fields))}), not both")
+        if n_components is not None and int(n_components) != config.n_components:
+            raise ValueError(f"n_components={n_components} disagrees with config.n_components="
+                             f"{config.n_components}")
+        return config
+    if "variance_floor" in fields:
+        warnings.warn("train_ubm(variance_floor=...) is deprecated: the relative floor is called "
+                      "variance_floor_ratio", DeprecationWarning, stacklevel=3)
+        fields["variance_floor_ratio"] = fields.pop("variance_floor")
+    typed = {"iter_per_split": int, "final_iter": int, "variance_floor_ratio": float,
+             "reg_covar": float, "perturbation": float, "frames_per_component": int,
+             "dtype": lambda d: str(np.dtype(d))}
+    fields = {k: typed.get(k, lambda v: v)(v) for k, v in fields.items()}
+    if n_components is not None:
+        fields["n_components"] = int(n_components)
+    return UBMConfig(**fields)
 
 
-def _first_dimension(src: FeatureSource, utterances: Sequence[str]) -> int:
+def _first_frames_summary(src: FeatureSource, utterances: Sequence[str]) -> tuple[int, np.ndarray]:
+    """The feature dimension, and the mean of the first utterance with frames (the point
+    the global statistics are centred on, so that they lose nothing far from the origin)."""
     for utt in utterances:
         X = src.load(utt)
         if X.ndim != 2:
             raise VerificationError(f"utterance {utt!r}: features must be 2-D, got shape {X.shape}")
         if X.shape[0]:
-            return int(X.shape[1])
+            return int(X.shape[1]), np.asarray(X, dtype=np.float64).mean(axis=0)
     raise VerificationError("the UBM training utterances hold no frames")
 
 
@@ -499,7 +532,3 @@ def load_ubm(path: str | Path) -> tuple[GMM, dict[str, Any]]:
     if meta.get("fingerprint") not in (None, gmm.fingerprint()):
         raise ModelFileError(f"{path}: the UBM's parameters do not match its recorded fingerprint")
     return gmm, meta
-
-
-def _stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
