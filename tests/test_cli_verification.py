@@ -210,3 +210,12 @@ def test_demo_runs_end_to_end_on_synthetic_voices(tmp_path, capsys):
     # A different corpus size in the same directory is refused with advice, not overwritten.
     status, _, stderr = _run(capsys, "demo", "--synthetic", "--out", out, "--speakers", "4", "-j", "1")
     assert status == 1 and "choose another --out" in stderr
+
+
+@pytest.mark.parametrize("flag", ["--variance-floor-ratio", "--variance-floor"])
+def test_relative_variance_floor_flag_and_its_former_name(flag):
+    from speakergmm.cli import build_parser
+    from speakergmm.cli.verification import settings_from_args
+
+    args = build_parser().parse_args(["train-ubm", "--data", "d", "--out", "u.npz", flag, "0.01"])
+    assert settings_from_args(args).ubm_config(8).variance_floor_ratio == 0.01

@@ -314,6 +314,7 @@ def test_extreme_scales_never_give_a_silent_nan_model(scale):
                                  "random_from_data, split; got 'kmeans2'"),
     ({"dtype": np.float16}, "dtype must be float64 or float32"),
     ({"split_iter": -2}, "split_iter must be an integer >= 0; got -2"),
+    ({"iter_per_split": -2}, "iter_per_split must be an integer >= 0; got -2"),
 ])
 def test_invalid_hyperparameters(X, params, message):
     with pytest.raises(ValueError, match=message):

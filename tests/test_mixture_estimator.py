@@ -495,3 +495,12 @@ def test_fit_chunks_with_a_small_initialisation_sample(blobs):
     est.fit_chunks(np.array_split(blobs, 6))
     _assert_recovers(est)
     assert est.n_features_in_ == 2
+
+
+def test_split_iter_is_a_deprecated_alias_of_iter_per_split(blobs):
+    new = GaussianMixture(3, init_params="split", iter_per_split=2, random_state=0).fit(blobs)
+    with pytest.warns(DeprecationWarning, match="use iter_per_split"):
+        old = GaussianMixture(3, init_params="split", split_iter=2, random_state=0).fit(blobs)
+    np.testing.assert_array_equal(old.means_, new.means_)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="split_iter must be"):
+        GaussianMixture(3, init_params="split", split_iter=-1).fit(blobs)

@@ -281,3 +281,22 @@ def test_float32_estep_is_close_to_float64(blobs, covariance_type, offset):
                                atol=F32_SAMPLE_ATOL)
     np.testing.assert_allclose(single.lower_bound_, double.lower_bound_, rtol=0,
                                atol=F32_BOUND_ATOL)
+
+
+@pytest.mark.parametrize("init_params", ["random", "random_from_data"])
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_random_initialisations_draw_like_sklearn(blobs, init_params, covariance_type):
+    """The same integer random_state gives scikit-learn's start (speakergmm.mixture.init),
+    and EM from it ends at scikit-learn's result."""
+    kwargs = dict(n_components=3, covariance_type=covariance_type, init_params=init_params,
+                  random_state=11, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for max_iter in (0, 5):
+            ours = GaussianMixture(max_iter=max_iter, **kwargs).fit(blobs)
+            ref = SklearnGaussianMixture(max_iter=max_iter, **kwargs).fit(blobs)
+            # scikit-learn's start leaves weights_ = n_k / n_samples, unnormalised (0.01 each
+            # for one frame per component of 300): only a common factor, the same responsibilities.
+            np.testing.assert_allclose(ours.weights_, ref.weights_ / ref.weights_.sum(), rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(ours.means_, ref.means_, rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-5, atol=1e-8)

@@ -539,7 +539,9 @@ def test_chunked_fit_equals_full_batch_fit(seed, K, D, covariance_type, data):
         for name in ("weights_", "means_", "covariances_"):
             np.testing.assert_allclose(getattr(other, name), getattr(full, name), rtol=1e-9,
                                        atol=1e-10)
-        assert other.lower_bound_ == pytest.approx(full.lower_bound_, rel=1e-10)
+        # Sums over chunks round differently: seed 65 (K=3, D=2, full, one cut at 6) differs
+        # by 1.2e-10 relative, on the code before the EM driver too; the parameters by < 1e-9.
+        assert other.lower_bound_ == pytest.approx(full.lower_bound_, rel=1e-9)
         assert other.n_iter_ == full.n_iter_ == 3
 
 

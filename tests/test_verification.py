@@ -396,3 +396,30 @@ def test_ubm_subsamples_frames_below_the_final_size_only():
     used = [int(line.split(" over ")[1].split()[0]) for line in lines]
     assert used[0] == total and used[-1] == total  # global statistics and the final size
     assert used[1] == pytest.approx(total / config.stride(2, total), abs=2)
+
+
+def test_relative_variance_floor_has_one_name_and_the_old_one_still_works(tmp_path):
+    """``variance_floor`` is an absolute floor in the core; the UBM's relative floor is
+    ``variance_floor_ratio``, and its former name warns and means the same."""
+    from speakergmm.verification.pipeline import VerifySettings
+    from speakergmm.verification.ubm import UBMConfig
+
+    with pytest.warns(DeprecationWarning, match="variance_floor_ratio"):
+        assert UBMConfig(variance_floor=0.01) == UBMConfig(variance_floor_ratio=0.01)
+    with pytest.warns(DeprecationWarning, match="variance_floor_ratio"):
+        settings = VerifySettings(variance_floor=0.02)
+    assert settings.ubm_config(8).variance_floor_ratio == 0.02
+    rng = np.random.default_rng(0)
+    utts = [rng.normal(size=(50, 3)) * [1.0, 2.0, 3.0] for _ in range(6)]
+    config = UBMConfig(n_components=2, iter_per_split=1, final_iter=2, variance_floor_ratio=0.5,
+                       dtype="float64")
+    by_config = train_ubm(utts, config=config)
+    with pytest.warns(DeprecationWarning):
+        by_keywords = train_ubm(utts, 2, iter_per_split=1, final_iter=2, variance_floor=0.5,
+                                dtype="float64")
+    np.testing.assert_array_equal(by_config.gmm.means, by_keywords.gmm.means)
+    # The global variances include reg_covar (1e-6), as every estimated variance does.
+    np.testing.assert_allclose(by_config.variance_floor, 0.5 * (np.var(np.vstack(utts), axis=0) + 1e-6))
+    assert np.all(by_config.gmm.covariances >= by_config.variance_floor * (1 - 1e-12))
+    with pytest.raises(TypeError, match="not both"):
+        train_ubm(utts, config=config, final_iter=3)

@@ -64,8 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "features", help="extract MFCC features of a data directory into a feature cache",
         description="Extract MFCC features (deltas, CMVN, energy VAD) for every utterance of a "
                     "Kaldi-style data directory (wav.scp with paths or commands ending in '|', "
-                    "optional segments; utt2spk) into OUT_DIR: a feature cache (shards of .npy, "
-                    "config.json, index.json, report.json, utt2spk) or, with --format kaldi, "
+                    "optional segments; utt2spk) into OUT_DIR: a feature cache (feats/*.npy shards "
+                    "holding the frames of consecutive utterances, config.json, index.json mapping "
+                    "utterance -> shard and rows, report.json, utt2spk) or, with --format kaldi, "
                     "feats.ark + feats.scp.",
         epilog=_FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")

@@ -37,7 +37,7 @@ from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
 from speakergmm.mixture import (GMM, GaussianMixture, SufficientStats, ml_update,
                                 stats_from_responsibilities)
-from speakergmm.mixture.em import split_components
+from speakergmm.mixture.em import EMHooks, iterate, split_components
 
 __all__ = ["GMMHMM", "check_sequences", "NoPathError"]
 
@@ -498,13 +498,13 @@ class GMMHMM:
             size = min(2 * self.states_[0].n_components, self.n_components)
             self.split_points_.append(len(self.history_))
             self._replace_states([split_components(g, size) for g in self.states_])
-        for _ in range(self.n_iter):
-            total = self._baum_welch_step(X, offsets)
-            self.n_iter_ += 1
-            self.history_.append(total)
-            if self.n_iter_ > 1 and self.history_[-1] - self.history_[-2] < self.tol * X.shape[0]:
-                self.converged_ = True
-                break
+        # Baum-Welch on the EM driver: one fused step per iteration (E-step, then the states'
+        # and transitions' update); hmmlearn's rule: converged when the total log-likelihood
+        # gains less than tol per frame.
+        result = iterate(self, EMHooks(step=lambda hmm: (hmm, hmm._baum_welch_step(X, offsets))),
+                         max_iter=self.n_iter, tol=self.tol * X.shape[0], stop_when="small_gain")
+        self.n_iter_, self.converged_ = result.n_iter, result.converged
+        self.history_.extend(result.history)
         return self
 
     def _replace_states(self, states: list[GMM]) -> None:

@@ -12,7 +12,8 @@ no fitting: it provides
   ``predict_proba``, ``sample``), which a subclass may route through a different mixture
   than its point estimate (a variational mixture scores with expected log-weights and
   log-densities);
-- the uniform initialisation sample drawn from a chunk source.
+- the uniform initialisation sample drawn from a chunk source (the initialisations
+  themselves live in :mod:`speakergmm.mixture.init`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import numpy as np
 
 from speakergmm.mixture._covariance import COVARIANCE_TYPES
 from speakergmm.mixture.em import ConvergenceWarning  # noqa: F401  (re-exported)
+from speakergmm.mixture.init import check_random_state, kmeans_plusplus_indices, nearest_centre  # noqa: F401
 from speakergmm.mixture.sources import ChunkSource, iter_chunks
-from speakergmm.mixture.model import GMM, as_generator, check_frames, check_sample_weight
+from speakergmm.mixture.model import GMM, check_frames, check_sample_weight
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -55,35 +57,9 @@ def _not_fitted_error_class() -> type:
 
 def validate_X(X: Any, name: str = "X", n_features: int | None = None,
                estimator: str = "the model") -> np.ndarray:
-    """Check data given to an estimator; the errors use scikit-learn's wording where its
-    tools look for it (sparse input, complex numbers, 1-D input, zero features, a feature
-    count other than the fitted one)."""
-    if type(X).__module__.startswith("scipy.sparse"):
-        raise TypeError(f"{name} is a sparse matrix, and sparse input is not supported: pass a "
-                        "dense array (X.toarray())")
-    arr = np.asarray(X)
-    if arr.dtype == object:
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{name} must hold numbers: {exc}") from None
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype} "
-                         "(Complex data not supported)")
-    if arr.ndim == 1:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape "
-                         f"{arr.shape}. Reshape your data with X.reshape(-1, 1) if it has a "
-                         "single feature, or X.reshape(1, -1) if it is a single sample")
-    if arr.ndim == 2 and arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
-                         "required.")
-    if arr.ndim == 2 and arr.shape[0] == 0:
-        raise ValueError(f"{name} has 0 sample(s) (shape={arr.shape}) while a minimum of 1 is "
-                         "required.")
-    if n_features is not None and arr.ndim == 2 and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but {estimator} is expecting "
-                         f"{n_features} features as input")
-    return check_frames(arr, name, n_features)
+    """Check data given to an estimator: :func:`check_frames` with the estimator API's
+    rules (2-D always, at least one sample)."""
+    return check_frames(X, name, n_features, estimator=estimator, min_samples=1)
 
 
 def _same(value: Any, default: Any) -> bool:
@@ -271,8 +247,8 @@ class MixtureEstimator(ParamsMixin):
 
         Returns ``(sample, sample_weight or None, n_features, n_frames)``.
         """
-        rng = as_generator(self.random_state if not isinstance(self.random_state, int)
-                           else self.random_state + 7919)
+        rng = check_random_state(self.random_state if not isinstance(self.random_state, int)
+                                 else self.random_state + 7919)
         keep_X, keep_w, keep_keys = [], [], []
         n_total, n_features, weighted = 0, None, False
         cap = int(self.max_init_samples)
@@ -303,34 +279,3 @@ def _reservoir(xs: list, ws: list, keys: list, cap: int) -> tuple[list, list, li
         keep.sort()
         X, w, k = X[keep], w[keep], k[keep]
     return [X], [w], [k]
-
-
-def nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre for every row (squared distances via one product)."""
-    d2 = (centres**2).sum(axis=1) - 2.0 * X @ centres.T
-    return np.argmin(d2, axis=1)
-
-
-def kmeans_plusplus_indices(X: np.ndarray, n_clusters: int, rng: Any) -> np.ndarray:
-    """Rows of ``X`` chosen by k-means++ seeding (Arthur & Vassilvitskii, 2007), with greedy
-    local trials; ``rng`` is a numpy Generator or RandomState."""
-    n = X.shape[0]
-    draw_index = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
-    n_trials = 2 + int(np.log(n_clusters))
-    chosen = np.empty(n_clusters, dtype=np.intp)
-    chosen[0] = draw_index(n)
-    closest = ((X - X[chosen[0]]) ** 2).sum(axis=1)
-    x_sq = (X**2).sum(axis=1)
-    for c in range(1, n_clusters):
-        total = closest.sum()
-        if total <= 0:  # fewer distinct points than clusters: pick any
-            chosen[c] = draw_index(n)
-            continue
-        candidates = np.searchsorted(np.cumsum(closest), rng.random(n_trials) * total)
-        candidates = np.minimum(candidates, n - 1)
-        dist = np.maximum(x_sq[:, None] - 2 * X @ X[candidates].T + x_sq[candidates], 0)
-        new_closest = np.minimum(closest[:, None], dist)
-        best = int(np.argmin(new_closest.sum(axis=0)))
-        chosen[c] = candidates[best]
-        closest = new_closest[:, best]
-    return chosen

@@ -176,8 +176,8 @@ def triu_design(X: np.ndarray) -> np.ndarray:
     """``[triu(x x^T), x, 1]`` for every frame: (N, D(D+1)/2 + D + 1), in Fortran order.
 
     The upper triangle is packed row by row (``np.triu_indices`` order). It is built
-    transposed, one contiguous block ``x_i * x[i:]`` per row ``i`` of the triangle, which
-    ran 3-4x faster than gathering ``X[:, rows] * X[:, cols]`` (two (N, D(D+1)/2) gathers);
+    transposed, one contiguous block ``x_i * x[i:]`` per row ``i`` of the triangle, which is
+    faster than gathering ``X[:, rows] * X[:, cols]`` (docs/architecture.md, "Computation");
     the matrix products take the transposed layout at no cost.
     """
     N, D = X.shape

@@ -30,21 +30,14 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 from scipy.special import betaln, digamma, gammaln, logsumexp
 
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture._base import (
-    ConvergenceWarning,
-    MixtureEstimator,
-    kmeans_plusplus_indices,
-    validate_X,
-)
+from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, validate_X  # noqa: F401
 from speakergmm.mixture._covariance import (
     _LOG_2PI,
     covariance_shape,
@@ -53,9 +46,10 @@ from speakergmm.mixture._covariance import (
 )
 from speakergmm.mixture.em import EMHooks, fit_best
 from speakergmm.mixture.sources import ChunkSource, accumulate, iter_chunks
+from speakergmm.mixture.init import INIT_METHODS, check_random_state, initial_responsibilities
 from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
-from speakergmm.mixture.update import _OCCUPANCY_EPS, _add_reg, _covariances_from_moments
+from speakergmm.mixture.update import OCCUPANCY_EPS, add_reg_covar, covariances_from_moments
 
 __all__ = [
     "BayesianGaussianMixture", "VariationalPosterior", "VariationalPriors",
@@ -64,7 +58,7 @@ __all__ = [
 ]
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
-BAYES_INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+BAYES_INIT_METHODS = INIT_METHODS
 BAYES_FORMAT = "speakergmm.BayesianGaussianMixture"
 BAYES_VERSION = 1
 _LOG_2 = math.log(2.0)
@@ -145,9 +139,9 @@ def variational_update(stats: SufficientStats, priors: VariationalPriors, weight
     """
     cov_type = stats.covariance_type
     K, D = stats.first.shape
-    nk = stats.zeroth + _OCCUPANCY_EPS
+    nk = stats.zeroth + OCCUPANCY_EPS
     xk = stats.first / nk[:, None]
-    sk = _add_reg(_covariances_from_moments(stats, nk, xk), cov_type, reg_covar)
+    sk = add_reg_covar(covariances_from_moments(stats, nk, xk), cov_type, reg_covar)
     if weight_prior_type == "dirichlet_process":
         # Beta(1 + n_k, alpha + sum_{j>k} n_j) for every stick-breaking fraction.
         tail = np.concatenate([np.cumsum(nk[::-1])[-2::-1], [0.0]])
@@ -214,7 +208,7 @@ def variational_gmm(posterior: VariationalPosterior, dtype: type = np.float64) -
     log_norm = float(logsumexp(log_offset))
     gmm = GMM(np.exp(log_offset - log_norm), posterior.means, posterior.covariances,
               posterior.covariance_type, dtype=dtype,
-              _precisions_cholesky=posterior.precisions_cholesky)
+              precisions_cholesky=posterior.precisions_cholesky)
     return gmm, log_norm
 
 
@@ -281,18 +275,6 @@ def _check_positive_definite(matrix: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be symmetric")
     if np.linalg.eigvalsh(matrix).min() <= 0:
         raise ValueError(f"{name} must be positive definite")
-
-
-def _legacy_random_state(random_state: Any) -> Any:
-    """What scikit-learn's ``check_random_state`` gives (a Generator is used as is)."""
-    if random_state is None:
-        return np.random.mtrand._rand
-    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
-        return random_state
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return np.random.RandomState(int(random_state))
-    raise ValueError(f"random_state must be None, an int, a RandomState or a Generator; "
-                     f"got {random_state!r}")
 
 
 # ---------------------------------------------------------------------------- the estimator
@@ -469,22 +451,7 @@ class BayesianGaussianMixture(MixtureEstimator):
     def _initial_posterior(self, X: np.ndarray, w: np.ndarray | None, priors: VariationalPriors,
                            random_state: Any) -> VariationalPosterior:
         """scikit-learn's initialisations: responsibilities, then one variational update."""
-        n, K = X.shape[0], self.n_components
-        resp = np.zeros((n, K))
-        if self.init_params == "kmeans":
-            seed = int(random_state.integers(2**31 - 1) if isinstance(random_state, np.random.Generator)
-                       else random_state.randint(2**31 - 1))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # scipy warns about empty clusters
-                _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
-            resp[np.arange(n), labels] = 1.0
-        elif self.init_params == "random":
-            resp = np.asarray(random_state.uniform(size=(n, K)))
-            resp /= resp.sum(axis=1)[:, None]
-        elif self.init_params == "random_from_data":
-            resp[random_state.choice(n, size=K, replace=False), np.arange(K)] = 1.0
-        else:  # k-means++: one seed point per component, as scikit-learn
-            resp[kmeans_plusplus_indices(X, K, random_state), np.arange(K)] = 1.0
+        resp = initial_responsibilities(X, self.n_components, self.init_params, random_state)
         stats = stats_from_responsibilities(X, resp, w, self.covariance_type)
         return variational_update(stats, priors, self.weight_concentration_prior_type, self.reg_covar)
 
@@ -494,7 +461,7 @@ class BayesianGaussianMixture(MixtureEstimator):
         priors = self._resolve_priors(n_features, mean, covariance)
         dtype = np.dtype(self.dtype)
         do_init = not (self.warm_start and getattr(self, "_posterior", None) is not None)
-        random_state = _legacy_random_state(self.random_state)
+        random_state = check_random_state(self.random_state, legacy=True)
         e_step_model: list[GMM] = []  # the mixture of the last E-step, for the entropy
 
         def initialise() -> VariationalPosterior:
@@ -530,7 +497,7 @@ class BayesianGaussianMixture(MixtureEstimator):
         dtype = np.dtype(self.dtype)
         self._gmm = GMM(posterior.weights(), posterior.means, posterior.covariances,
                         posterior.covariance_type, dtype=dtype,
-                        _precisions_cholesky=posterior.precisions_cholesky)
+                        precisions_cholesky=posterior.precisions_cholesky)
         self._scoring = variational_gmm(posterior, dtype)
         self.n_features_in_ = posterior.n_features
 

@@ -20,6 +20,9 @@ bars. The pieces are :class:`EMHooks`:
     ``model``; variational Bayes returns the ELBO of ``new_model``.
 ``on_iteration(IterationInfo)``
     Checkpoints, logging, callbacks.
+``step(model) -> (model, lower_bound)``
+    Instead of the first three, for a model whose E-step and update are one call (the
+    GMM-HMM's Baum-Welch, whose statistics include transition counts).
 
 :func:`iterate` runs the loop from one model; :func:`fit_best` runs it from ``n_init``
 initialisations and keeps the best; :func:`split_fit` grows a mixture by binary splitting
@@ -84,19 +87,25 @@ class IterationInfo:
     lower_bound: float
     previous_lower_bound: float
     model: Any  # the updated model
-    stats: SufficientStats  # the statistics it was updated from
+    stats: SufficientStats | None  # the statistics it was updated from (None: a fused step)
     elapsed: float  # seconds since the run started
     split_pass: SplitPass | None = None  # in split_fit: where in the schedule
 
 
 @dataclass
 class EMHooks(Generic[M]):
-    """The pieces plugged into the driver (see the module docstring)."""
+    """The pieces plugged into the driver (see the module docstring): ``accumulate`` and
+    ``update``, or a fused ``step``."""
 
-    accumulate: Callable[[M], SufficientStats]
-    update: Callable[[SufficientStats, M], M]
+    accumulate: Callable[[M], SufficientStats] | None = None
+    update: Callable[[SufficientStats, M], M] | None = None
     lower_bound: Callable[[SufficientStats, M, M], float] = mean_log_likelihood
     on_iteration: Callable[[IterationInfo], None] | None = None
+    step: Callable[[M], tuple[M, float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.step is None and (self.accumulate is None or self.update is None):
+            raise TypeError("EMHooks needs accumulate and update, or step")
 
 
 @dataclass
@@ -115,8 +124,11 @@ class EMResult:
         return self.model
 
 
-def _step(model: M, hooks: EMHooks[M]) -> tuple[M, float, SufficientStats]:
+def _step(model: M, hooks: EMHooks[M]) -> tuple[M, float, SufficientStats | None]:
     """One iteration: E-step pass, bound, update."""
+    if hooks.step is not None:
+        new_model, bound = hooks.step(model)
+        return new_model, float(bound), None
     stats = hooks.accumulate(model)
     if stats.n_frames <= 0:
         raise ValueError("the data source yielded no frames")
@@ -127,7 +139,7 @@ def _step(model: M, hooks: EMHooks[M]) -> tuple[M, float, SufficientStats]:
 def iterate(model: M, hooks: EMHooks[M], *, max_iter: int = 100, tol: float | None = 1e-3,
             initial_lower_bound: float = -np.inf, show_progress: bool | None = False,
             desc: str = "EM", verbose: int = 0, verbose_interval: int = 10,
-            report_change: bool = False) -> EMResult:
+            report_change: bool = False, stop_when: str = "small_change") -> EMResult:
     """Run the EM loop from ``model`` until the lower bound changes by less than ``tol``.
 
     Iteration ``i`` computes the statistics under the current parameters, then updates
@@ -135,11 +147,17 @@ def iterate(model: M, hooks: EMHooks[M], *, max_iter: int = 100, tol: float | No
     before the update) this is scikit-learn's convention, so ``n_iter`` and ``lower_bound``
     compare directly. ``tol=None`` runs exactly ``max_iter`` iterations.
 
+    ``stop_when``: ``"small_change"`` (scikit-learn) converges when ``|bound - previous| <
+    tol``; ``"small_gain"`` (hmmlearn's ``ConvergenceMonitor``) when ``bound - previous <
+    tol``, so a decrease stops it too. The first iteration never converges.
+
     ``initial_lower_bound`` is the bound the starting parameters were reached with (a warm
     start continues from it, so an already converged model stops after one iteration).
     ``verbose >= 2`` prints every ``verbose_interval``-th iteration (scikit-learn's format;
     ``report_change`` prints the change of the bound instead of the bound).
     """
+    if stop_when not in ("small_change", "small_gain"):
+        raise ValueError(f"stop_when must be 'small_change' or 'small_gain'; got {stop_when!r}")
     lower_bound = initial_lower_bound
     history: list[float] = []
     converged = False
@@ -157,7 +175,8 @@ def iterate(model: M, hooks: EMHooks[M], *, max_iter: int = 100, tol: float | No
         if hooks.on_iteration is not None:
             hooks.on_iteration(IterationInfo(n_iter, lower_bound, previous_bound, model, stats,
                                              time.perf_counter() - start))
-        if tol is not None and abs(lower_bound - previous_bound) < tol:
+        gain = lower_bound - previous_bound
+        if tol is not None and (abs(gain) if stop_when == "small_change" else gain) < tol:
             converged = True
             break
     return EMResult(model, converged, n_iter, float(lower_bound), history)
@@ -368,9 +387,10 @@ def binary_split_fit(source: ChunkSource, n_components: int, covariance_type: st
     first_X = next(iter_chunks(source, n_features), (None,))[0]
     if first_X is None:
         raise ValueError("the data source yielded no frames")
-    on_iteration = (None if callback is None else
-                    lambda info, _state: callback(info.iteration, info.lower_bound, info.model)
-                    if info.iteration > 0 else None)
+    def on_iteration(info: IterationInfo, _state: SplitState) -> None:
+        if callback is not None and info.iteration > 0:  # pass 0 is no EM iteration
+            callback(info.iteration, info.lower_bound, info.model)
+
     state = split_fit(stats_fn or (lambda model: accumulate(model, source)), n_components,
                       covariance_type, first_X.shape[1], iter_per_split=iter_per_split,
                       reg_covar=reg_covar, variance_floor=variance_floor,

@@ -7,7 +7,6 @@ import warnings
 from typing import Any, Callable
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from speakergmm.io import load_model_file, save_model_file
 from speakergmm.mixture._covariance import (
@@ -17,24 +16,18 @@ from speakergmm.mixture._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from speakergmm.mixture._base import (
-    ConvergenceWarning,
-    MixtureEstimator,
-    NotFittedError,
-    kmeans_plusplus_indices,
-    nearest_centre,
-    validate_X,
-)
+from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError, validate_X
 from speakergmm.mixture.distributed import ChunkListAccumulator, DaskArrayAccumulator, is_dask_array
 from speakergmm.mixture.em import EMHooks, binary_split_fit, fit_best
 from speakergmm.mixture.sources import ChunkSource, accumulate
-from speakergmm.mixture.model import GMM, as_generator, check_sample_weight
+from speakergmm.mixture.init import INIT_METHODS as _KMEANS_STYLE, check_random_state, initial_responsibilities
+from speakergmm.mixture.model import GMM, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats, stats_from_responsibilities
 from speakergmm.mixture.update import ml_update, variance_floor_vector
 
 ESTIMATOR_FORMAT = "speakergmm.GaussianMixture"
 ESTIMATOR_VERSION = 1
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "split")
+INIT_METHODS = _KMEANS_STYLE + ("split",)
 
 __all__ = ["ConvergenceWarning", "GaussianMixture", "NotFittedError"]
 
@@ -75,8 +68,10 @@ class GaussianMixture(MixtureEstimator):
         Precision of the E-step arithmetic; parameters and statistics stay float64.
     variance_floor : float or array, optional
         Absolute floor on variances applied at every update.
-    split_iter : int
+    iter_per_split : int
         EM iterations after each doubling when ``init_params="split"``.
+    split_iter : int, optional
+        Deprecated name of ``iter_per_split`` (DeprecationWarning; it wins when given).
     max_init_samples : int
         Frames sampled from a chunk source for k-means style initialisation.
     """
@@ -86,8 +81,8 @@ class GaussianMixture(MixtureEstimator):
                  init_params: str = "kmeans", weights_init: Any = None, means_init: Any = None,
                  precisions_init: Any = None, random_state: Any = None, warm_start: bool = False,
                  verbose: int = 0, verbose_interval: int = 10, dtype: Any = np.float64,
-                 variance_floor: Any = None, split_iter: int = 5,
-                 max_init_samples: int = 200_000):
+                 variance_floor: Any = None, iter_per_split: int = 5,
+                 max_init_samples: int = 200_000, split_iter: int | None = None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -104,6 +99,7 @@ class GaussianMixture(MixtureEstimator):
         self.verbose_interval = verbose_interval
         self.dtype = dtype
         self.variance_floor = variance_floor
+        self.iter_per_split = iter_per_split
         self.split_iter = split_iter
         self.max_init_samples = max_init_samples
 
@@ -112,9 +108,9 @@ class GaussianMixture(MixtureEstimator):
 
     def _check_parameters(self, n_features: int) -> None:
         self._check_common(n_features)
-        if (not isinstance(self.split_iter, (int, np.integer)) or isinstance(self.split_iter, bool)
-                or self.split_iter < 0):
-            raise ValueError(f"split_iter must be an integer >= 0; got {self.split_iter!r}")
+        name, value = self._iter_per_split()
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
         K = self.n_components
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
@@ -134,31 +130,17 @@ class GaussianMixture(MixtureEstimator):
                                  f"must have shape {expected}; got {p.shape}")
             precisions_cholesky_from_precisions(p, self.covariance_type)  # raises if not PD
 
-    # ------------------------------------------------------------------ initialisation
-    def _resp_init(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Responsibilities of the k-means style initialisations (scikit-learn's methods)."""
-        n, K = X.shape[0], self.n_components
-        if self.init_params == "random":
-            resp = rng.uniform(size=(n, K))
-            return resp / resp.sum(axis=1, keepdims=True)
-        if self.init_params == "kmeans":
-            seed = int(rng.integers(2**31 - 1))
-            with warnings.catch_warnings():
-                # scipy warns when a cluster ends up empty; the M-step handles that.
-                warnings.simplefilter("ignore")
-                _, labels = kmeans2(X, K, iter=20, minit="++", seed=seed)
-        else:
-            if self.init_params == "k-means++":
-                centres = X[kmeans_plusplus_indices(X, K, rng)]
-            else:  # random_from_data
-                centres = X[rng.choice(n, size=K, replace=False)]
-            labels = nearest_centre(X, centres)
-        resp = np.zeros((n, K))
-        resp[np.arange(n), labels] = 1.0
-        return resp
+    def _iter_per_split(self) -> tuple[str, Any]:
+        """The iterations per split and the name they were given under (warns for the old one)."""
+        if self.split_iter is None:
+            return "iter_per_split", self.iter_per_split
+        warnings.warn("GaussianMixture(split_iter=...) is deprecated: use iter_per_split",
+                      DeprecationWarning, stacklevel=4)
+        return "split_iter", self.split_iter
 
+    # ------------------------------------------------------------------ initialisation
     def _initial_gmm(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
-                     rng: np.random.Generator,
+                     rng: Any,
                      accumulate_fn: Callable[[GMM], SufficientStats] | None = None) -> GMM:
         K, D = self.n_components, sample.shape[1]
         dtype = np.dtype(self.dtype)
@@ -168,12 +150,20 @@ class GaussianMixture(MixtureEstimator):
             return GMM.from_precisions(self.weights_init, self.means_init, self.precisions_init,
                                        self.covariance_type, dtype=dtype)
         if self.init_params == "split":
-            gmm = binary_split_fit(source, K, self.covariance_type, D, self.split_iter,
+            gmm = binary_split_fit(source, K, self.covariance_type, D,
+                                   self.iter_per_split if self.split_iter is None else self.split_iter,
                                    self.reg_covar, self.variance_floor, dtype=dtype,
                                    stats_fn=accumulate_fn)
         else:
-            resp = self._resp_init(sample, rng)
-            stats = stats_from_responsibilities(sample, resp, sample_weight, self.covariance_type)
+            resp = initial_responsibilities(sample, K, self.init_params, rng)
+            # Statistics of the frames the components start from: with one frame per
+            # component (k-means++, random_from_data) every covariance, the tied one included,
+            # starts at reg_covar. (scikit-learn's tied start pools the scatter of all frames
+            # about the origin instead, which BayesianGaussianMixture keeps for parity; on
+            # data far from the origin it is within rounding error of singular.)
+            in_start = resp.sum(axis=1)
+            weights = in_start if sample_weight is None else sample_weight * in_start
+            stats = stats_from_responsibilities(sample, resp, weights, self.covariance_type)
             gmm = ml_update(stats, self.reg_covar, self.variance_floor, dtype=dtype)
         if self.weights_init is None and self.means_init is None and self.precisions_init is None:
             return gmm
@@ -237,7 +227,7 @@ class GaussianMixture(MixtureEstimator):
     def _fit_on(self, accumulator: Any) -> "GaussianMixture":
         """Fit with a distributed accumulate hook (dask array or chunk list)."""
         sample, weights = accumulator.sample_rows(self.max_init_samples,
-                                                  as_generator(self.random_state))
+                                                  check_random_state(self.random_state))
         n_features = sample.shape[1]
         self._check_parameters(n_features)
         self._check_enough_samples(accumulator.n_total)
@@ -248,7 +238,7 @@ class GaussianMixture(MixtureEstimator):
              n_features: int, accumulate_fn: Callable[[GMM], SufficientStats] | None = None
              ) -> "GaussianMixture":
         do_init = not (self.warm_start and getattr(self, "_gmm", None) is not None)
-        rng = as_generator(self.random_state)
+        rng = check_random_state(self.random_state, legacy=True)
         dtype = np.dtype(self.dtype)
 
         if accumulate_fn is None:
@@ -299,7 +289,7 @@ class GaussianMixture(MixtureEstimator):
                     f"the first partial_fit batch needs n_samples >= n_components="
                     f"{self.n_components}; got {X.shape[0]}"
                 )
-            self._gmm = self._initial_gmm(X, X, w, as_generator(self.random_state))
+            self._gmm = self._initial_gmm(X, X, w, check_random_state(self.random_state, legacy=True))
             self.n_features_in_ = X.shape[1]
             self._online_stats, self._online_steps = None, 0
             self.converged_, self.lower_bounds_ = False, []
@@ -341,7 +331,7 @@ class GaussianMixture(MixtureEstimator):
 
     # ------------------------------------------------------------------ persistence
     _HYPERPARAMETERS = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
-                        "init_params", "warm_start", "verbose", "verbose_interval", "split_iter",
+                        "init_params", "warm_start", "verbose", "verbose_interval", "iter_per_split",
                         "max_init_samples")
 
     def save(self, path: str | os.PathLike) -> None:
@@ -361,6 +351,8 @@ class GaussianMixture(MixtureEstimator):
                                           required=("covariance_type", "weights", "means", "covariances"))
         try:
             params = {k: meta[k] for k in cls._HYPERPARAMETERS if k in meta}
+            if "split_iter" in meta and "iter_per_split" not in meta:  # files saved before the rename
+                params["iter_per_split"] = meta["split_iter"]
             est = cls(**params, dtype=np.dtype(meta.get("dtype", "float64")),
                       random_state=meta.get("random_state"),
                       variance_floor=meta.get("variance_floor"))  # absent before it was saved

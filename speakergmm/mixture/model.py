@@ -55,19 +55,50 @@ _LOG_RESP_FLOOR = {np.dtype(np.float32): -70.0, np.dtype(np.float64): -500.0}
 
 
 def check_frames(X: Any, name: str = "X", n_features: int | None = None,
-                 dtype: type = np.float64) -> np.ndarray:
-    """Validate a 2-D array of finite frames; errors name the argument and the problem."""
+                 dtype: type = np.float64, *, estimator: str | None = None,
+                 min_samples: int = 0) -> np.ndarray:
+    """The package's frame validator: a C-contiguous 2-D array of finite real numbers.
+
+    Errors name the argument and the problem; where scikit-learn's tools look for their
+    own wording (sparse input, complex numbers, 1-D input, zero features or samples, a
+    feature count other than the fitted one) they get it. ``estimator`` (e.g.
+    ``"GaussianMixture"``) names the model in a feature-count error and makes 1-D input an
+    error even for one feature (the estimator API); without it a 1-D array is taken as one
+    feature when ``n_features == 1``. ``min_samples`` refuses fewer rows.
+    """
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a sparse matrix, and sparse input is not supported: pass a "
+                        "dense array (X.toarray())")
     X = np.asarray(X)
-    if X.ndim == 1 and n_features == 1:
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must hold numbers: {exc}") from None
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype} "
+                         "(Complex data not supported)")
+    if X.ndim == 1 and n_features == 1 and estimator is None:
         X = X[:, None]
+    if X.ndim == 1:
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape "
+                         f"{X.shape}. Reshape your data with X.reshape(-1, 1) if it has a "
+                         "single feature, or X.reshape(1, -1) if it is a single sample")
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n_samples, n_features); got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+    if not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"{name} must hold real numbers; got dtype {X.dtype}")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+                         "required.")
+    if X.shape[0] < min_samples:
+        raise ValueError(f"{name} has {X.shape[0]} sample(s) (shape={X.shape}) while a minimum "
+                         f"of {min_samples} is required.")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {X.shape[1]} features, but the model expects {n_features} features"
-        )
+        if estimator is not None:
+            raise ValueError(f"{name} has {X.shape[1]} features, but {estimator} is expecting "
+                             f"{n_features} features as input")
+        raise ValueError(f"{name} has {X.shape[1]} features, but the model expects {n_features} features")
     X = np.ascontiguousarray(X, dtype=dtype)
     if not np.all(np.isfinite(X)):
         bad = np.argwhere(~np.isfinite(X))[0]
@@ -191,6 +222,10 @@ class GMM:
     covariance_type : {"full", "tied", "diag", "spherical"}
     dtype : {numpy.float64, numpy.float32}
         Precision of the E-step's arithmetic (parameters and statistics stay float64).
+    precisions_cholesky : array, optional
+        Cholesky factors of the precisions (scikit-learn's ``precisions_cholesky_``) when the
+        caller already computed them from ``covariances`` (an update, a variational
+        posterior): they are used as given instead of being factorised again.
 
     Raises
     ------
@@ -199,7 +234,8 @@ class GMM:
     """
 
     def __init__(self, weights: Any, means: Any, covariances: Any, covariance_type: str = "diag",
-                 *, dtype: type = np.float64, _precisions_cholesky: np.ndarray | None = None):
+                 *, dtype: type = np.float64, precisions_cholesky: np.ndarray | None = None,
+                 _precisions_cholesky: np.ndarray | None = None):
         check_covariance_type(covariance_type)
         self.covariance_type = covariance_type
         self.weights = np.array(weights, dtype=np.float64)
@@ -209,9 +245,11 @@ class GMM:
         if self.dtype not in (np.float64, np.float32):
             raise ValueError(f"dtype must be float64 or float32; got {self.dtype}")
         self._validate()
-        if _precisions_cholesky is None:
-            _precisions_cholesky = precisions_cholesky_from_covariances(self.covariances, covariance_type)
-        self.precisions_cholesky = _precisions_cholesky
+        if precisions_cholesky is None:  # _precisions_cholesky: its former, private name
+            precisions_cholesky = _precisions_cholesky
+        if precisions_cholesky is None:
+            precisions_cholesky = precisions_cholesky_from_covariances(self.covariances, covariance_type)
+        self.precisions_cholesky = precisions_cholesky
         self._prepare()
 
     # ------------------------------------------------------------------ construction
@@ -222,7 +260,7 @@ class GMM:
         check_covariance_type(covariance_type)
         prec_chol = precisions_cholesky_from_precisions(precisions, covariance_type)
         return cls(weights, means, covariances_from_precisions(precisions, covariance_type),
-                   covariance_type, dtype=dtype, _precisions_cholesky=prec_chol)
+                   covariance_type, dtype=dtype, precisions_cholesky=prec_chol)
 
     def _validate(self) -> None:
         if self.means.ndim != 2:
@@ -296,7 +334,7 @@ class GMM:
     def astype(self, dtype: type) -> "GMM":
         """The same mixture, computing its E-step in ``dtype``."""
         return GMM(self.weights, self.means, self.covariances, self.covariance_type, dtype=dtype,
-                   _precisions_cholesky=self.precisions_cholesky)
+                   precisions_cholesky=self.precisions_cholesky)
 
     def copy(self) -> "GMM":
         return self.astype(self.dtype)
@@ -324,9 +362,9 @@ class GMM:
     def _log_joint_chunk(self, Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         design = self._design(Xc)
         if design.flags.f_contiguous and not design.flags.c_contiguous:
-            # A design built transposed (full covariances): the product in that layout
-            # ran 2x faster than with the Fortran-ordered operand (OpenBLAS, 1278x820 by
-            # 820x32); the copy back to rows costs a few percent of it.
+            # A design built transposed (full covariances): the product in that layout is
+            # faster than with the Fortran-ordered operand, and the copy back to rows costs
+            # little (docs/architecture.md, "Computation").
             return np.ascontiguousarray((self._proj_t @ design.T).T), design
         return design @ self._proj, design
 
@@ -555,9 +593,8 @@ class GMM:
 
 
 def as_generator(random_state: Any) -> np.random.Generator:
-    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    return np.random.default_rng(random_state)
+    """A numpy Generator from None, an int, a Generator or a legacy RandomState
+    (:func:`speakergmm.mixture.init.check_random_state`)."""
+    from speakergmm.mixture.init import check_random_state
+
+    return check_random_state(random_state)

@@ -31,6 +31,7 @@ import math
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from speakergmm.io import atomic_path, atomic_write_text
 from speakergmm.mixture._base import ConvergenceWarning, validate_X
+from speakergmm.mixture.init import check_random_state, draw_seed
 from speakergmm.mixture._covariance import COVARIANCE_TYPES, n_parameters
 from speakergmm.mixture.gaussian_mixture import GaussianMixture
 from speakergmm.utils import effective_jobs, progress as progress_bar, worker_pool
@@ -278,9 +280,23 @@ def _csv_value(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- the sweep
-def _fit_one(task: tuple) -> tuple[dict[str, Any], GaussianMixture | None]:
+@dataclass(frozen=True)
+class _Candidate:
+    """One fit of the sweep: what a worker process receives."""
+
+    X_train: np.ndarray
+    X_heldout: np.ndarray | None
+    n_components: int
+    covariance_type: str
+    seed: int
+    n_init: int
+    params: dict
+
+
+def _fit_one(task: _Candidate) -> tuple[dict[str, Any], GaussianMixture | None]:
     """Fit one (n_components, covariance_type) and score it (runs in a worker too)."""
-    X_train, X_heldout, n_components, cov_type, seed, n_init, params = task
+    X_train, X_heldout, n_components = task.X_train, task.X_heldout, task.n_components
+    cov_type, seed, n_init, params = task.covariance_type, task.seed, task.n_init, task.params
     row: dict[str, Any] = {
         "n_components": int(n_components), "covariance_type": cov_type,
         "n_parameters": n_parameters(n_components, X_train.shape[1], cov_type),
@@ -369,19 +385,15 @@ def _check_estimator_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _seed(random_state: Any) -> tuple[int, np.random.Generator]:
     """An integer seed shared by every fit (so results do not depend on ``jobs`` or on the
-    order of the sweep), and a generator for the validation split."""
-    if isinstance(random_state, (bool, np.bool_)):
-        raise ValueError(f"random_state must be an int, a numpy Generator/RandomState or None; "
-                         f"got {random_state!r}")
-    if isinstance(random_state, (int, np.integer)):
+    order of the sweep), and a Generator for the held-out split."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, (bool, np.bool_)):
         seed = int(random_state)
-    elif isinstance(random_state, np.random.RandomState):
-        seed = int(random_state.randint(2**31 - 1))
-    elif random_state is None or isinstance(random_state, np.random.Generator):
-        seed = int(np.random.default_rng(random_state).integers(2**31 - 1))
     else:
-        raise ValueError(f"random_state must be an int, a numpy Generator/RandomState or None; "
-                         f"got {random_state!r}")
+        try:
+            seed = draw_seed(check_random_state(random_state, legacy=True))
+        except ValueError:
+            raise ValueError(f"random_state must be an int, a numpy Generator/RandomState or None; "
+                             f"got {random_state!r}") from None
     return seed, np.random.default_rng(seed)
 
 
@@ -501,7 +513,8 @@ def select_mixture(
                          f"samples; there are {X_train.shape[0]}"
                          + (" after the validation split" if split else ""))
 
-    tasks = [(X_train, X_val, k, cov, seed, int(n_init), params) for cov in cov_types for k in sizes]
+    tasks = [_Candidate(X_train, X_val, k, cov, seed, int(n_init), params)
+             for cov in cov_types for k in sizes]
     n_jobs = min(effective_jobs(jobs), len(tasks))
     results: list[tuple[dict[str, Any], GaussianMixture | None]] = []
     desc = f"mixture sweep ({criterion})"

@@ -20,6 +20,7 @@ from speakergmm.mixture.stats import SufficientStats
 
 __all__ = [
     "SPLIT_DIRECTION", "SPLIT_DIRECTIONS", "SPLIT_PERTURBATION", "SplitPass",
+    "UBM_SPLIT_DIRECTION", "UBM_SPLIT_PERTURBATION",
     "WIDEST_AXIS_PERTURBATION", "frame_axes", "full_covariance_view", "split_components",
     "split_schedule", "split_sizes", "trivial_gmm",
 ]
@@ -45,15 +46,19 @@ SPLIT_DIRECTIONS = ("widest", "all")
 # standard deviations either side along the cut: the split that EM would move towards.
 WIDEST_AXIS_PERTURBATION = 0.8
 
-# The one split schedule of the package (GaussianMixture's init_params="split" and the corpus
-# UBM trainer): 0.8 sd along each component's widest axis. Why this one and not HTK's 0.2 sd
-# along every dimension: on 100 random layouts of 3-8 well separated clusters in 2-5
-# dimensions it recovered 96-98 % of the layouts (per covariance type) against 59-85 % for
-# 0.2 sd along all dimensions (k-means, one start: 80 %); on the FSDD verification recipe
-# the two differ by less than what the initialisation alone moves the EER (docs/mixtures.md).
-# The GMM-HMM keeps HTK's mixing-up (0.2 sd, "all"), see split_components.
+# One split schedule (split_schedule, run by em.split_fit) and one split function for the
+# whole package; where the halves go is a parameter with a default per use.
+# GaussianMixture's init_params="split": 0.8 sd along each component's widest axis, the split
+# that separates clustered data whatever the clusters' orientation (HTK's 0.2 sd along every
+# dimension missed a fifth to a third of simple cluster layouts).
 SPLIT_PERTURBATION = WIDEST_AXIS_PERTURBATION
 SPLIT_DIRECTION = "widest"
+# Corpus UBMs (speech frames, no cluster structure to recover) keep HTK's 0.2 sd along every
+# dimension: on FSDD it gave the better verification at K = 256 (train-protocol EER 0.47 %
+# vs 1.33 %, about 1.7 standard errors; the digits protocol the same). The GMM-HMM's
+# mixing-up uses it too. Measurements: docs/mixtures.md, "Initialisation".
+UBM_SPLIT_PERTURBATION = 0.2
+UBM_SPLIT_DIRECTION = "all"
 
 
 def split_components(gmm: GMM, n_components: int, perturbation: float = 0.2,
@@ -80,12 +85,11 @@ def split_components(gmm: GMM, n_components: int, perturbation: float = 0.2,
         so pass ``axes`` (e.g. :func:`frame_axes`), else it is split along the diagonal
         ``(1, ..., 1) / sqrt(D)``. Use ``perturbation=WIDEST_AXIS_PERTURBATION`` (0.8,
         where the centroids of a Gaussian's two halves lie) with it, as
-        :func:`binary_split_fit` does. (A split along one axis leaves the mixture symmetric
-        in the others: when a component's frames change after the split, as a GMM-HMM
-        state's do while the alignment settles, its halves may never separate; the
-        GMM-HMM's known-model test recovered its states with ``"all"`` but not ``"widest"``.
-        The FSDD verification UBM, 256 Gaussians, also did better with ``"all"``: train /
-        digits EER 0.50 % / 16.0 % against 1.42 % / 18.4 % with 0.8 ``"widest"``.)
+        :func:`~speakergmm.mixture.em.binary_split_fit` does. (A split along one axis
+        leaves the mixture symmetric in the others: when a component's frames change after
+        the split, as a GMM-HMM state's do while the alignment settles, its halves may never
+        separate; the GMM-HMM's known-model test recovered its states with ``"all"`` but not
+        ``"widest"``. Comparisons: docs/mixtures.md.)
     axes : array of shape (n_components_before, n_features), optional
         Per component, the one-standard-deviation offset to split along (overrides
         ``direction``), e.g. the principal axes of its frames from :func:`frame_axes`.

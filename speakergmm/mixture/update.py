@@ -1,4 +1,9 @@
-"""Updates that turn sufficient statistics into parameters: ML (the EM M-step) and MAP."""
+"""Updates that turn sufficient statistics into parameters: ML (the EM M-step) and MAP.
+
+The pieces every update shares are public (:func:`covariances_from_moments`,
+:func:`add_reg_covar`, :func:`variance_floor_vector`, :data:`OCCUPANCY_EPS`), so that other
+updates (the variational one in :mod:`speakergmm.mixture.bayesian`) build on them.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from speakergmm.mixture.stats import SufficientStats
 
 # Added to every component's occupancy before dividing, as scikit-learn does, so that an
 # empty component gives finite (if meaningless) statistics instead of 0/0.
-_OCCUPANCY_EPS = 10 * np.finfo(np.float64).eps
+OCCUPANCY_EPS = 10 * np.finfo(np.float64).eps
 
 # Rounding error allowed for, in units of float64 eps (see _rounding_resolution): measured
 # collapsed components leave variances of at most ~9 eps * mean square (30 identical
@@ -64,7 +69,7 @@ def _apply_floor(covariances: np.ndarray, covariance_type: str, floor: np.ndarra
     return np.stack([_floor_full(c, floor) for c in covariances])
 
 
-def _covariances_from_moments(stats: SufficientStats, nk: np.ndarray, means: np.ndarray) -> np.ndarray:
+def covariances_from_moments(stats: SufficientStats, nk: np.ndarray, means: np.ndarray) -> np.ndarray:
     """ML covariances (without regularisation) about ``means``, from the centred statistics.
 
     ``sum g (x - m)(x - m)^T / nk`` with ``d = m - s`` (``s`` = ``stats.shift``) is
@@ -122,7 +127,8 @@ def _rounding_resolution(stats: SufficientStats, nk: np.ndarray, means: np.ndarr
     return resolution.mean(axis=1) if cov_type == "spherical" else resolution
 
 
-def _add_reg(cov: np.ndarray, covariance_type: str, reg_covar: float) -> np.ndarray:
+def add_reg_covar(cov: np.ndarray, covariance_type: str, reg_covar: float) -> np.ndarray:
+    """``reg_covar`` added to the diagonal of every covariance (a new array)."""
     if covariance_type == "full":
         cov = cov.copy()
         idx = np.arange(cov.shape[1])
@@ -164,11 +170,11 @@ def ml_update(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: A
     if stats.n_frames <= 0 or stats.zeroth.sum() <= 0:
         raise ValueError("cannot update a mixture from empty statistics (no frames, or all weights zero)")
     cov_type = stats.covariance_type
-    nk = stats.zeroth + _OCCUPANCY_EPS
+    nk = stats.zeroth + OCCUPANCY_EPS
     weights = nk / nk.sum()
     # The raw first moment over nk, as scikit-learn: an empty component lands at the origin.
     means = (stats.centred_first + stats.zeroth[:, None] * stats.shift) / nk[:, None]
-    covariances = _add_reg(_covariances_from_moments(stats, nk, means), cov_type, reg_covar)
+    covariances = add_reg_covar(covariances_from_moments(stats, nk, means), cov_type, reg_covar)
     covariances = _apply_floor(covariances, cov_type, variance_floor_vector(variance_floor, stats.n_features))
     empty = stats.zeroth < min_occupancy
     if previous is not None and np.any(empty):
@@ -190,7 +196,7 @@ def ml_update(stats: SufficientStats, reg_covar: float = 1e-6, variance_floor: A
     if dtype is None:
         dtype = previous.dtype if previous is not None else np.float64
     return GMM(weights, means, covariances, cov_type, dtype=dtype,
-               _precisions_cholesky=precisions_cholesky)
+               precisions_cholesky=precisions_cholesky)
 
 
 def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.0,
@@ -277,3 +283,10 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
             covariances = a * ml + (1 - a) * prior.covariances
     return GMM(weights, means, covariances, cov_type,
                dtype=prior.dtype if dtype is None else dtype)
+
+
+# Former private names, kept for code written against them.
+_OCCUPANCY_EPS = OCCUPANCY_EPS
+_add_reg = add_reg_covar
+_covariances_from_moments = covariances_from_moments
+_variance_floor_vector = variance_floor_vector

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import os
 import sys
 import time
@@ -769,11 +768,3 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
                if results.get("identification_accuracy") is not None else "")
             + f" -> {out / 'results.json'}")
     return results
-
-
-def format_seconds(seconds: float) -> str:
-    """``1.23 s`` / ``2 min 03 s``."""
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes = math.floor(seconds / 60)
-    return f"{minutes} min {seconds - 60 * minutes:02.0f} s"

@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 from speakergmm.io import ModelFileError, atomic_path, atomic_write_json, load_model_file, save_model_file
 from speakergmm.mixture import GMM, SufficientStats
 from speakergmm.mixture.em import IterationInfo, SplitState, split_fit
-from speakergmm.mixture.split import SPLIT_DIRECTION, SPLIT_DIRECTIONS, SPLIT_PERTURBATION, split_schedule
+from speakergmm.mixture.split import SPLIT_DIRECTIONS, UBM_SPLIT_DIRECTION, UBM_SPLIT_PERTURBATION, split_schedule
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
 from speakergmm.mixture.distributed import sum_on_cluster, tree_sum
 from speakergmm.utils import effective_jobs, progress, worker_pool
@@ -88,8 +88,8 @@ class UBMConfig:
         Added to every variance (as scikit-learn's ``reg_covar``).
     perturbation, split_direction : float, {"widest", "all"}
         Split offset in standard deviations, and its direction
-        (:func:`~speakergmm.mixture.split_components`); the default is the package's one
-        split schedule (:mod:`speakergmm.mixture.split`).
+        (:func:`~speakergmm.mixture.split_components`); the default is HTK's 0.2 sd along
+        every dimension, the better split for speech UBMs (:mod:`speakergmm.mixture.split`).
     dtype : {"float32", "float64"}
         Precision of the E-step arithmetic (statistics are always accumulated in float64).
     frames_per_component : int
@@ -108,8 +108,8 @@ class UBMConfig:
     final_iter: int = 16
     variance_floor_ratio: float = 0.001
     reg_covar: float = 1e-6
-    perturbation: float = SPLIT_PERTURBATION
-    split_direction: str = SPLIT_DIRECTION
+    perturbation: float = UBM_SPLIT_PERTURBATION
+    split_direction: str = UBM_SPLIT_DIRECTION
     dtype: str = "float32"
     frames_per_component: int = 0
     variance_floor: InitVar[float | None] = None  # deprecated alias of variance_floor_ratio
