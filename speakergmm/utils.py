@@ -96,11 +96,19 @@ def worker_pool(jobs: int, threads_per_worker: int = 1) -> ProcessPoolExecutor:
 
 
 def parallel_map(func: Callable[..., T], items: Iterable[Any], jobs: int = 1,
-                 desc: str = "", total: int | None = None, chunksize: int = 1) -> Iterator[T]:
+                 desc: str = "", total: int | None = None, chunksize: int = 1,
+                 executor: Any = None) -> Iterator[T]:
     """Map ``func`` over ``items`` in order, in ``jobs`` pinned worker processes (or in-process
-    for ``jobs == 1``), with a progress bar."""
+    for ``jobs == 1``), with a progress bar.
+
+    ``executor`` (a :class:`concurrent.futures.Executor`, e.g. a Dask cluster's, see
+    :mod:`speakergmm.cluster`) runs the tasks instead of a local pool; ``jobs`` is then unused.
+    """
     items = list(items)
     total = len(items) if total is None else total
+    if executor is not None:
+        yield from progress(executor.map(func, items), desc=desc, total=total)
+        return
     if jobs <= 1:
         yield from progress((func(item) for item in items), desc=desc, total=total)
         return

@@ -131,15 +131,15 @@ def test_ubm_checkpoint_of_other_config_or_data_is_refused(tmp_path):
         train_ubm(utts, 4, checkpoint=ckpt, iter_per_split=1, final_iter=1)
 
 
-def test_ubm_parallel_shards_match_serial():
-    utts = _corpus(24)
-    # frames_per_component=0: subsampling keeps every s-th frame *of each shard*, so only
-    # without it do different shardings see exactly the same frames.
-    kw = dict(iter_per_split=2, final_iter=2, dtype="float64", frames_per_component=0)
-    serial = train_ubm(utts, 4, **kw).gmm
-    parallel = train_ubm(utts, 4, jobs=2, **kw).gmm
-    np.testing.assert_allclose(parallel.means, serial.means, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(parallel.covariances, serial.covariances, rtol=1e-9, atol=1e-9)
+def test_ubm_does_not_depend_on_the_number_of_processes():
+    # More utterances than one shard holds, the float32 E-step and subsampled passes: the
+    # cases where per-process sharding used to change the model (2e-3 in the means).
+    utts = _corpus(150)
+    kw = dict(iter_per_split=2, final_iter=2, dtype="float32", frames_per_component=20)
+    serial = train_ubm(utts, 8, jobs=1, **kw).gmm
+    parallel = train_ubm(utts, 8, jobs=2, **kw).gmm
+    for name in ("weights", "means", "covariances"):
+        assert np.array_equal(getattr(parallel, name), getattr(serial, name)), name
 
 
 def test_ubm_memory_does_not_grow_with_the_corpus():

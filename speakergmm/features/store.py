@@ -41,6 +41,7 @@ from speakergmm.features.audio import FeatureError, cut_segment, is_command, rea
 from speakergmm.features.config import FeatureConfig, FeatureConfigError
 from speakergmm.features.extract import get_extractor
 from speakergmm.io import atomic_path, atomic_write_json, atomic_write_text
+from speakergmm.cluster import as_executor, executor_workers
 from speakergmm.utils import effective_jobs, progress, worker_pool
 
 __all__ = [
@@ -394,7 +395,7 @@ def _write_speakers(out: Path, data: DataDir) -> None:
 def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike,
                      config: FeatureConfig | None = None, jobs: int = 1,
                      progress: bool | None = None, force: bool = False,
-                     chunk_size: int | None = None) -> BatchReport:
+                     chunk_size: int | None = None, client: Any = None) -> BatchReport:
     """Extract features for every utterance of a data directory into a cache on disk.
 
     Parameters
@@ -418,6 +419,10 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     chunk_size : int, optional
         Files per task (one shard file each). Default: chunks that shrink towards the end,
         at most 128 files or 32 MiB of audio.
+    client : dask.distributed.Client or concurrent.futures.Executor, optional
+        Extract on a cluster instead of local processes (see :mod:`speakergmm.cluster`):
+        each task reads its audio and writes its shard under ``out_dir``, which must
+        therefore be on storage the workers share; only paths and frame counts travel.
 
     Returns
     -------
@@ -435,9 +440,16 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     """
     start = time.perf_counter()
     config = config if config is not None else FeatureConfig()
+    pool = as_executor(client)
+    if pool is not None:
+        jobs = executor_workers(pool)
+        try:
+            return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
+                                     chunk_size, start)
+        finally:
+            pool.shutdown(wait=True)
     jobs = effective_jobs(jobs)
     get_extractor(config)  # built before any fork, so that workers inherit it
-    pool = None
     if jobs > 1:
         # Started now, the workers initialise while this process reads the data directory
         # and checks the cache (a small but serial part of the run).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from speakergmm.mixture._covariance import (
     precisions_from_cholesky,
 )
 from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError, validate_X
+from speakergmm.mixture.distributed import ChunkListAccumulator, DaskArrayAccumulator, is_dask_array
 from speakergmm.mixture.em import EMHooks, binary_split_fit, fit_best
 from speakergmm.mixture.sources import ChunkSource, accumulate
 from speakergmm.mixture.init import INIT_METHODS as _KMEANS_STYLE, check_random_state, initial_responsibilities
@@ -139,7 +140,8 @@ class GaussianMixture(MixtureEstimator):
 
     # ------------------------------------------------------------------ initialisation
     def _initial_gmm(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
-                     rng: Any) -> GMM:
+                     rng: Any,
+                     accumulate_fn: Callable[[GMM], SufficientStats] | None = None) -> GMM:
         K, D = self.n_components, sample.shape[1]
         dtype = np.dtype(self.dtype)
         all_given = (self.weights_init is not None and self.means_init is not None
@@ -150,7 +152,8 @@ class GaussianMixture(MixtureEstimator):
         if self.init_params == "split":
             gmm = binary_split_fit(source, K, self.covariance_type, D,
                                    self.iter_per_split if self.split_iter is None else self.split_iter,
-                                   self.reg_covar, self.variance_floor, dtype=dtype)
+                                   self.reg_covar, self.variance_floor, dtype=dtype,
+                                   stats_fn=accumulate_fn)
         else:
             resp = initial_responsibilities(sample, K, self.init_params, rng)
             # Statistics of the frames the components start from: with one frame per
@@ -177,7 +180,20 @@ class GaussianMixture(MixtureEstimator):
 
         ``sample_weight`` (n_samples,) weights each sample's contribution to the statistics
         (an integer weight equals repeating the sample). ``y`` is ignored.
+
+        ``X`` may be a ``dask.array`` (e.g. frames on disk, larger than memory): every E-step
+        is then one task per row block, the blocks' statistics added in a fixed tree (fan-in
+        ``dask.config.get("split_every")``, 8 by default) on dask's current scheduler (a
+        ``distributed.Client`` made default runs it on that cluster). Initialisation draws at
+        most ``max_init_samples`` rows; with fewer rows than that the fit equals the
+        in-memory one up to rounding.
         """
+        if is_dask_array(X):
+            import dask
+
+            accumulator = DaskArrayAccumulator(X, sample_weight,
+                                               split_every=dask.config.get("split_every", None) or 8)
+            return self._fit_on(accumulator)
         X = validate_X(X, "X")
         w = check_sample_weight(sample_weight, X.shape[0])
         self._check_parameters(X.shape[1])
@@ -187,37 +203,61 @@ class GaussianMixture(MixtureEstimator):
         return self._fit(source, X if w is None else X[w > 0], None if w is None else w[w > 0],
                          X.shape[1])
 
-    def fit_chunks(self, chunks: ChunkSource) -> "GaussianMixture":
+    def fit_chunks(self, chunks: ChunkSource, client: Any = None,
+                   split_every: int = 8) -> "GaussianMixture":
         """Exact EM over a re-iterable source of chunks (see :mod:`speakergmm.mixture.em`).
 
         Every iteration streams the chunks once, so memory stays that of one chunk; the
         result equals :meth:`fit` on the concatenated data (up to rounding). Chunks are
         arrays or ``(array, sample_weight)`` pairs.
+
+        With a ``distributed.Client``, ``chunks`` is a list whose items are arrays (sent to
+        the cluster once), ``(array, sample_weight)`` pairs, paths to ``.npy`` files or
+        zero-argument loaders (read by the workers): each item is one E-step task per
+        iteration, the statistics added on the workers in a fixed tree of fan-in
+        ``split_every``, so the model does not depend on the cluster's size.
         """
+        if client is not None:
+            return self._fit_on(ChunkListAccumulator(chunks, client=client, split_every=split_every))
         sample, weights, n_features, n_total = self._collect_sample(chunks)
         self._check_parameters(n_features)
         self._check_enough_samples(n_total)
         return self._fit(chunks, sample, weights, n_features)
 
+    def _fit_on(self, accumulator: Any) -> "GaussianMixture":
+        """Fit with a distributed accumulate hook (dask array or chunk list)."""
+        sample, weights = accumulator.sample_rows(self.max_init_samples,
+                                                  check_random_state(self.random_state))
+        n_features = sample.shape[1]
+        self._check_parameters(n_features)
+        self._check_enough_samples(accumulator.n_total)
+        return self._fit(sample if weights is None else [(sample, weights)], sample, weights,
+                         n_features, accumulate_fn=accumulator)
+
     def _fit(self, source: ChunkSource, sample: np.ndarray, sample_weight: np.ndarray | None,
-             n_features: int) -> "GaussianMixture":
+             n_features: int, accumulate_fn: Callable[[GMM], SufficientStats] | None = None
+             ) -> "GaussianMixture":
         do_init = not (self.warm_start and getattr(self, "_gmm", None) is not None)
         rng = check_random_state(self.random_state, legacy=True)
         dtype = np.dtype(self.dtype)
 
+        if accumulate_fn is None:
+            def accumulate_fn(gmm: GMM) -> SufficientStats:
+                return accumulate(gmm, source)
+
         def initialise() -> GMM:
             if do_init:
-                return self._initial_gmm(source, sample, sample_weight, rng)
+                return self._initial_gmm(source, sample, sample_weight, rng, accumulate_fn)
             return self._gmm.astype(dtype)
 
         def update(stats: SufficientStats, gmm: GMM) -> GMM:
             return ml_update(stats, self.reg_covar, self.variance_floor, previous=gmm)
 
         def evaluate(gmm: GMM) -> float:
-            stats = accumulate(gmm, source)
+            stats = accumulate_fn(gmm)
             return stats.log_likelihood / stats.n_frames
 
-        result = fit_best(initialise, EMHooks(lambda gmm: accumulate(gmm, source), update),
+        result = fit_best(initialise, EMHooks(accumulate_fn, update),
                           n_init=self.n_init if do_init else 1, max_iter=self.max_iter,
                           tol=self.tol, evaluate=evaluate,
                           initial_lower_bound=-np.inf if do_init else self.lower_bound_,

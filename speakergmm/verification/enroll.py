@@ -22,8 +22,10 @@ from threadpoolctl import threadpool_limits
 
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.mixture import GMM, SufficientStats, map_update
+from speakergmm.cluster import as_executor, executor_workers
 from speakergmm.utils import effective_jobs, parallel_map
-from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
+from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
+                                              check_cluster_source, iter_buffered)
 
 __all__ = ["SpeakerModels", "enroll_speakers", "speaker_stats", "SPEAKER_MODELS_FORMAT"]
 
@@ -220,7 +222,8 @@ def _adapt_speakers(payload: tuple) -> list[tuple[str, dict[str, np.ndarray], fl
 
 def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]], *,
                     relevance_factor: float = 16.0, adapt: str = "m", jobs: int = 1,
-                    feature_config: Any = None, show_progress: bool | None = None) -> SpeakerModels:
+                    feature_config: Any = None, show_progress: bool | None = None,
+                    client: Any = None) -> SpeakerModels:
     """MAP-adapt one model per speaker from the UBM.
 
     Parameters
@@ -235,6 +238,9 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
         Parameters to adapt: ``"m"`` (means, the classic choice), ``"mw"``, ``"mv"``, ``"mwv"``.
     jobs : int
         Worker processes (``0``: all cores); speakers are shared out in batches.
+    client : dask.distributed.Client or concurrent.futures.Executor, optional
+        Run the batches on a cluster instead (see :mod:`speakergmm.cluster`); workers read
+        the features from the source's paths. The models do not depend on where they ran.
     feature_config : FeatureConfig or dict, optional
         Recorded with the models (defaults to the source's own configuration, if it has one).
 
@@ -253,10 +259,14 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
     if feature_config is None:
         feature_config = src.feature_config()
     items = [(str(s), list(u)) for s, u in spk2utt.items()]
-    n_jobs = max(1, min(effective_jobs(jobs), len(items)))
+    executor = as_executor(client)
+    if executor is not None:
+        check_cluster_source(src, "enrolment")
+    n_jobs = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
+                        len(items)))
     # In-process: one speaker per step (a fine progress bar). In workers: a few batches per
     # worker, which balances the load without shipping the UBM once per speaker.
-    n_batches = min(len(items), n_jobs * 4) if n_jobs > 1 else len(items)
+    n_batches = min(len(items), n_jobs * 4) if (n_jobs > 1 or executor is not None) else len(items)
     bounds = np.linspace(0, len(items), n_batches + 1).round().astype(int)
     ubm_arrays = ubm.to_arrays()
     payloads = [(src, items[a:b], ubm_arrays, float(relevance_factor), adapt)
@@ -264,8 +274,10 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
     results: list = []
     # jobs=1 means one core: pin BLAS in-process too (oversubscribed BLAS threads were
     # several times slower on shared machines); workers are pinned by worker_pool.
-    with threadpool_limits(limits=1) if n_jobs == 1 else contextlib.nullcontext():
-        for batch in parallel_map(_adapt_speakers, payloads, jobs=n_jobs, desc="enrolment"):
+    local_serial = n_jobs == 1 and executor is None
+    with threadpool_limits(limits=1) if local_serial else contextlib.nullcontext():
+        for batch in parallel_map(_adapt_speakers, payloads, jobs=n_jobs, desc="enrolment",
+                                  executor=executor):
             results.extend(batch)
     S = len(results)
     return SpeakerModels(

@@ -32,9 +32,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from speakergmm.mixture import GMM
+from speakergmm.cluster import as_executor, executor_workers
 from speakergmm.utils import effective_jobs, parallel_map, progress
 from speakergmm.verification.enroll import SpeakerModels
-from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, check_utterance
+from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
+                                              check_cluster_source, check_utterance)
 
 __all__ = [
     "score_trials",
@@ -258,7 +260,7 @@ def _score_shard(payload: tuple) -> tuple[list[tuple[int, float]], dict[str, str
 def score_trials(ubm: GMM, models: SpeakerModels, source: Any,
                  trials: Sequence[tuple[str, str]], *, top_c: int | None = 5, exact: bool = False,
                  jobs: int = 1, errors: dict[str, str] | None = None,
-                 show_progress: bool | None = None) -> np.ndarray:
+                 show_progress: bool | None = None, client: Any = None) -> np.ndarray:
     """Score trials ``(speaker_id, test_utterance_id)``: average per-frame LLR.
 
     Parameters
@@ -275,6 +277,9 @@ def score_trials(ubm: GMM, models: SpeakerModels, source: Any,
         Evaluate all components (overrides ``top_c``).
     jobs : int
         Worker processes (``0``: all cores); test utterances are shared out.
+    client : dask.distributed.Client or concurrent.futures.Executor, optional
+        Score on a cluster instead (see :mod:`speakergmm.cluster`); workers read the test
+        features from the source's paths. Scores do not depend on where they ran.
     errors : dict, optional
         When given, an unreadable or empty test utterance does not abort scoring: its trials
         get NaN and ``errors[utt] = reason``. Otherwise the first such error is raised.
@@ -297,17 +302,22 @@ def score_trials(ubm: GMM, models: SpeakerModels, source: Any,
         rows.append(row)
     groups = [(utt, np.array(ids), np.array(rows)) for utt, (ids, rows) in by_utt.items()]
     scores = np.full(len(trials), np.nan)
-    n_jobs = max(1, min(effective_jobs(jobs), len(groups)))
+    executor = as_executor(client)
+    if executor is not None:
+        check_cluster_source(src, "scoring")
+    n_jobs = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
+                        len(groups)))
     on_error = "raise" if errors is None else "nan"
-    if n_jobs == 1:
+    if n_jobs == 1 and executor is None:
         payloads = [(ubm, models, src, groups, top, on_error, show_progress)]
     else:
         bounds = np.linspace(0, len(groups), n_jobs * 2 + 1).round().astype(int)
         arrays = ubm.to_arrays()
         payloads = [(arrays, models, src, groups[a:b], top, on_error, False)
                     for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    with threadpool_limits(limits=1) if n_jobs == 1 else contextlib.nullcontext():
-        for results, errs in parallel_map(_score_shard, payloads, jobs=n_jobs, desc="scoring"):
+    with threadpool_limits(limits=1) if (n_jobs == 1 and executor is None) else contextlib.nullcontext():
+        for results, errs in parallel_map(_score_shard, payloads, jobs=n_jobs, desc="scoring",
+                                          executor=executor):
             for t, value in results:
                 scores[t] = value
             if errors is not None:
@@ -317,7 +327,8 @@ def score_trials(ubm: GMM, models: SpeakerModels, source: Any,
 
 def score_matrix(ubm: GMM, models: SpeakerModels, source: Any,
                  utterances: Sequence[str] | None = None, *, top_c: int | None = 5,
-                 exact: bool = False, jobs: int = 1, show_progress: bool | None = None) -> np.ndarray:
+                 exact: bool = False, jobs: int = 1, show_progress: bool | None = None,
+                 client: Any = None) -> np.ndarray:
     """Every model against every utterance: array (n_models, n_utterances).
 
     Models in rows, test segments in columns (the layout of
@@ -327,7 +338,7 @@ def score_matrix(ubm: GMM, models: SpeakerModels, source: Any,
     utts = list(src.ids() if utterances is None else utterances)
     trials = [(s, u) for u in utts for s in models.speaker_ids]
     flat = score_trials(ubm, models, src, trials, top_c=top_c, exact=exact, jobs=jobs,
-                        show_progress=show_progress)
+                        show_progress=show_progress, client=client)
     return flat.reshape(len(utts), len(models)).T
 
 

@@ -22,7 +22,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["VerificationError", "FeatureSource", "as_source", "check_utterance", "iter_buffered"]
+__all__ = ["VerificationError", "FeatureSource", "as_source", "check_cluster_source", "check_utterance",
+           "iter_buffered"]
 
 
 class VerificationError(ValueError):
@@ -31,6 +32,9 @@ class VerificationError(ValueError):
 
 class FeatureSource:
     """Uniform, picklable access to per-utterance feature matrices."""
+
+    #: Whether the features live in this process's memory (not behind paths).
+    in_memory = False
 
     def ids(self) -> list[str]:
         """All utterance ids, in a stable order."""
@@ -53,6 +57,8 @@ class FeatureSource:
 
 
 class _MappingSource(FeatureSource):
+    in_memory = True
+
     def __init__(self, mapping: Mapping[str, np.ndarray]):
         self._mapping = mapping
 
@@ -153,6 +159,15 @@ def as_source(source: Any) -> FeatureSource:
     if hasattr(source, "load") or hasattr(source, "__getitem__"):
         return _StoreSource(source)
     raise TypeError(f"unsupported feature source of type {type(source).__name__}")
+
+
+def check_cluster_source(source: FeatureSource, what: str) -> None:
+    """Refuse in-memory features for work on a cluster: tasks carry paths, never corpora."""
+    if source.in_memory:
+        raise VerificationError(
+            f"{what}: on a cluster the features must be read from paths the workers can see "
+            "(a feature store, a data directory's feats.scp, or .npy files), not arrays held "
+            "in this process, which would travel through the scheduler")
 
 
 def check_utterance(X: np.ndarray, utt_id: str, n_features: int | None) -> np.ndarray:

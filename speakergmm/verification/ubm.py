@@ -42,8 +42,10 @@ from speakergmm.mixture import GMM, SufficientStats
 from speakergmm.mixture.em import IterationInfo, SplitState, split_fit
 from speakergmm.mixture.split import SPLIT_DIRECTIONS, UBM_SPLIT_DIRECTION, UBM_SPLIT_PERTURBATION, split_schedule
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
+from speakergmm.mixture.distributed import sum_on_cluster, tree_sum
 from speakergmm.utils import effective_jobs, progress, worker_pool
-from speakergmm.verification.sources import FeatureSource, VerificationError, as_source, iter_buffered
+from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
+                                              check_cluster_source, iter_buffered)
 
 __all__ = [
     "CheckpointMismatch",
@@ -250,31 +252,53 @@ def _pass_shard(task: ShardPass) -> dict[str, np.ndarray]:
     return stats.to_arrays()
 
 
-def _shards(utterances: Sequence[str], n_shards: int) -> list[list[str]]:
-    """Contiguous, near-equal shards (deterministic, so results do not depend on timing)."""
-    bounds = np.linspace(0, len(utterances), n_shards + 1).round().astype(int)
-    return [list(utterances[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+#: Utterances per shard of a UBM pass. Shards are fixed by the data, never by the number of
+#: processes or machines, so that every way of running a pass adds the same per-shard
+#: statistics in the same order and gives the same model, to the last bit.
+SHARD_UTTERANCES = 64
+
+
+def _pass_shard_task(source: FeatureSource, model_arrays: dict, dtype: str, chunk_frames: int,
+                     stride: int, item: tuple) -> dict[str, np.ndarray]:
+    """:func:`_pass_shard` as a Dask task: the shared parts arrive once per worker."""
+    shard, pack, key = item
+    return _pass_shard(ShardPass(source, shard, pack, key, model_arrays, dtype, chunk_frames, stride))
+
+
+def _shards(utterances: Sequence[str], shard_utterances: int = SHARD_UTTERANCES) -> list[list[str]]:
+    """Contiguous shards of ``shard_utterances`` consecutive utterances (the last may be shorter)."""
+    return [list(utterances[a:a + shard_utterances]) for a in range(0, len(utterances), shard_utterances)]
 
 
 class _Accumulator:
-    """Sum of the per-shard statistics of a model, in-process or over a worker pool: the
-    EM driver's accumulate hook for a corpus."""
+    """Sum of the per-shard statistics of a model (the EM driver's accumulate hook for a
+    corpus): in-process, over a local worker pool, or on a Dask cluster (``client``); the
+    same shards and order, so the same bits, in every case."""
 
     def __init__(self, source: FeatureSource, utterances: Sequence[str], jobs: int,
-                 dtype: str, chunk_frames: int, pack_dir: Path, fingerprint: str):
+                 dtype: str, chunk_frames: int, pack_dir: Path, fingerprint: str,
+                 client: Any = None, shard_utterances: int = SHARD_UTTERANCES):
         self.source = source
-        self.jobs = max(1, min(jobs, len(utterances)))
-        self.shards = _shards(utterances, self.jobs)
+        self.shards = _shards(utterances, shard_utterances)
         self.dtype = dtype
         self.chunk_frames = int(chunk_frames)
         pack_dir.mkdir(parents=True, exist_ok=True)
         n = len(self.shards)
         self.packs = [(str(pack_dir / f"shard-{i + 1}-of-{n}{_PACK_SUFFIX}"),
                        f"{fingerprint}:{i}:{n}:{len(shard)}") for i, shard in enumerate(self.shards)]
-        self.pool = worker_pool(self.jobs) if self.jobs > 1 else None
+        self.client = client
+        self.jobs = max(1, min(jobs, n))
+        self.pool = None
+        if client is None and self.jobs > 1:
+            self.pool = worker_pool(self.jobs)
 
     def __call__(self, gmm: GMM, stride: int = 1) -> SufficientStats:
         arrays = gmm.to_arrays()
+        if self.client is not None:
+            # The model and the source go to each worker once; the sum runs on the workers.
+            items = [(shard, pack, key) for shard, (pack, key) in zip(self.shards, self.packs)]
+            return sum_on_cluster(_pass_shard_task, (self.source, arrays, self.dtype, self.chunk_frames, stride),
+                                  items, client=self.client)
         payloads = [ShardPass(self.source, shard, pack, key, arrays, self.dtype, self.chunk_frames,
                               stride) for shard, (pack, key) in zip(self.shards, self.packs)]
         if self.pool is None:
@@ -282,10 +306,8 @@ class _Accumulator:
                 results = list(map(_pass_shard, payloads))
         else:
             results = list(self.pool.map(_pass_shard, payloads))
-        total = SufficientStats.zeros(gmm.n_components, gmm.n_features, gmm.covariance_type)
-        for arrays_k in results:  # summed in shard order: deterministic
-            total += SufficientStats.from_arrays(arrays_k)
-        return total
+        # Added in the cluster's fixed tree, so that every way of running gives the same bits.
+        return tree_sum([SufficientStats.from_arrays(a) for a in results])
 
     def close(self) -> None:
         if self.pool is not None:
@@ -350,6 +372,8 @@ def train_ubm(
     log: Callable[[str], None] | None = None,
     show_progress: bool | None = None,
     stop_after: int | None = None,
+    client: Any = None,
+    shard_utterances: int = SHARD_UTTERANCES,
     **config_fields: Any,
 ) -> UBMResult:
     """Train a UBM on a corpus by binary splitting and EM, streaming the features.
@@ -372,7 +396,18 @@ def train_ubm(
     utterances : sequence of str, optional
         The utterance ids to train on (repeats allowed); all of the source's by default.
     jobs : int
-        Worker processes (``0``: all cores). Each accumulates statistics over its shard.
+        Worker processes (``0``: all cores). The utterances are cut into fixed shards of
+        ``SHARD_UTTERANCES`` (whatever ``jobs``); each task accumulates one shard, and the
+        shards' statistics are added in order, so the UBM does not depend on ``jobs``.
+    client : dask.distributed.Client, optional
+        Run the passes' shard tasks on a cluster instead of local processes (see
+        :mod:`speakergmm.cluster`): same shards, same order, same model. Workers read the
+        features from the source's paths and, with a checkpoint, keep their scratch copies
+        beside it (shared storage).
+    shard_utterances : int
+        Utterances per shard (one task of a pass). Results depend on it (by rounding only),
+        never on ``jobs`` or the cluster. Larger shards mean fewer tasks and fewer
+        statistics to add per pass; see docs/scaling.md for corpus-scale values.
     checkpoint : path, optional
         Checkpoint file written after every pass; when it exists, training resumes from it
         (it must come from the same configuration and data, else :class:`VerificationError`).
@@ -397,6 +432,11 @@ def train_ubm(
     utts = list(src.ids() if utterances is None else utterances)
     if not utts:
         raise VerificationError("no utterances to train the UBM on")
+    if client is not None:
+        check_cluster_source(src, "UBM training")
+    if isinstance(shard_utterances, bool) or not isinstance(shard_utterances, (int, np.integer)) \
+            or shard_utterances < 1:
+        raise ValueError(f"shard_utterances must be a positive integer, got {shard_utterances!r}")
     n_passes = len(config.schedule())
     fingerprint = src.fingerprint(utts)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -425,7 +465,8 @@ def train_ubm(
     else:
         pack_dir = Path(tempfile.mkdtemp(prefix="speakergmm-ubm-"))
     accumulator = _Accumulator(src, utts, effective_jobs(jobs) if end > state.passes_done else 1,
-                               config.dtype, chunk_frames, pack_dir, fingerprint)
+                               config.dtype, chunk_frames, pack_dir, fingerprint, client=client,
+                               shard_utterances=int(shard_utterances))
 
     def accumulate(gmm: GMM) -> SufficientStats:
         stats = accumulator(gmm, config.stride(gmm.n_components, state.n_frames))

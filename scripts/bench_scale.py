@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Benchmark: one UBM pass in one process vs on a Dask LocalCluster of worker processes.
+
+The corpus is synthetic features written as ``.npy`` files (one per utterance, 39
+dimensions, 300 frames each, like MFCC + deltas of 3 s utterances), the model a diagonal
+UBM of ``--components`` Gaussians. What is timed is one EM pass of the UBM trainer's
+accumulation (`speakergmm.verification.ubm`): every shard of 64 utterances read from its
+scratch copy, the float32 E-step, the statistics added in shard order. The first pass, which
+also writes those scratch copies, is excluded; the median of ``--repeats`` passes is taken.
+
+- ``one_process``: ``jobs=1`` (in-process, one BLAS thread): the peer.
+- ``cluster``: the same accumulator on ``LocalCluster(n_workers=N, threads_per_worker=1)``.
+
+Also reported: the statistics of both are identical (bit for bit); the bytes that cross the
+network per pass (the pickled task payloads out and statistics back, measured from their
+serialised sizes); the peak resident memory of each worker after passes over the corpus
+and over a corpus twice as large (flat: workers hold one chunk, not the corpus).
+
+Prints ONE JSON line on stdout (human-readable lines on stderr). Timings are wall-clock and
+noisy on a shared machine; the load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _corpus(folder: Path, n_utts: int, frames: int, dim: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.0, size=(64, dim))
+    paths = []
+    for i in range(n_utts):
+        labels = rng.integers(0, len(centres), size=frames)
+        X = (centres[labels] + rng.normal(size=(frames, dim))).astype(np.float32)
+        path = folder / f"utt{i:06d}.npy"
+        np.save(path, X)
+        paths.append(str(path))
+    return paths
+
+
+def _ubm(n_components: int, dim: int):
+    from speakergmm.mixture import GMM
+
+    rng = np.random.default_rng(1)
+    return GMM(np.full(n_components, 1.0 / n_components), rng.normal(scale=2.0, size=(n_components, dim)),
+               np.ones((n_components, dim)), "diag", dtype=np.float32)
+
+
+def _time_passes(accumulate, gmm, repeats: int) -> tuple[float, object]:
+    stats = accumulate(gmm)  # first pass: writes the scratch copies
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        stats = accumulate(gmm)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), stats
+
+
+def _worker_peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--utterances", type=int, default=2000)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--dim", type=int, default=39)
+    parser.add_argument("--components", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    from speakergmm.cluster import open_cluster
+    from speakergmm.verification.sources import as_source
+    from speakergmm.verification.ubm import _Accumulator, _pass_shard  # noqa: F401
+
+    gmm = _ubm(args.components, args.dim)
+    with tempfile.TemporaryDirectory(prefix="speakergmm-bench-scale-") as tmp:
+        tmp = Path(tmp)
+        paths = _corpus(tmp, 2 * args.utterances, args.frames, args.dim)
+        small, large = paths[:args.utterances], paths
+        n_frames = args.utterances * args.frames
+
+        def accumulator(utts, pack_dir, client=None):
+            src = as_source(utts)
+            return _Accumulator(src, src.ids(), 1, "float32", 8192, tmp / pack_dir,
+                                src.fingerprint(src.ids()), client=client)
+
+        _log(f"corpus: {args.utterances} utterances, {n_frames} frames x {args.dim}; "
+             f"UBM {args.components} diagonal Gaussians; load average {os.getloadavg()[0]:.2f}")
+        acc1 = accumulator(small, "one")
+        t_one, stats_one = _time_passes(acc1, gmm, args.repeats)
+        acc1.close()
+        _log(f"one process: {t_one:.3f} s per pass ({n_frames / t_one / 1e6:.2f} M frames/s)")
+
+        with open_cluster(f"local:{args.workers}") as client:
+            acc = accumulator(small, "cluster", client)
+            t_cluster, stats_cluster = _time_passes(acc, gmm, args.repeats)
+            rss_small = client.run(_worker_peak_rss_mib)
+            acc_large = accumulator(large, "cluster-large", client)
+            _time_passes(acc_large, gmm, 1)
+            rss_large = client.run(_worker_peak_rss_mib)
+            # Bytes per pass: every task's payload goes out, one statistics object comes back.
+            payloads = [(acc.source, shard, pack, key, gmm.to_arrays(), "float32", 8192, 1)
+                        for shard, (pack, key) in zip(acc.shards, acc.packs)]
+            bytes_out = sum(len(pickle.dumps(p, protocol=5)) for p in payloads)
+            bytes_back = len(acc.shards) * len(pickle.dumps(stats_cluster.to_arrays(), protocol=5))
+        identical = all(np.array_equal(a, b) for a, b in zip(stats_one.to_arrays().values(),
+                                                             stats_cluster.to_arrays().values()))
+        speedup = t_one / t_cluster
+        efficiency = speedup / args.workers
+        _log(f"cluster of {args.workers}: {t_cluster:.3f} s per pass, speed-up {speedup:.2f}x, "
+             f"parallel efficiency {efficiency:.2f}; statistics identical: {identical}")
+        _log(f"per pass: {len(acc.shards)} tasks, {bytes_out / 1e6:.2f} MB out, {bytes_back / 1e6:.2f} MB back")
+        _log(f"worker peak RSS (MiB): {sorted(rss_small.values())} at {args.utterances} utterances, "
+             f"{sorted(rss_large.values())} at {2 * args.utterances}")
+        print(json.dumps({
+            "benchmark": "scale",
+            "machine": {"cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)},
+            "corpus": {"utterances": args.utterances, "frames": n_frames, "dim": args.dim},
+            "n_components": args.components,
+            "one_process_seconds_per_pass": round(t_one, 4),
+            "cluster_workers": args.workers,
+            "cluster_seconds_per_pass": round(t_cluster, 4),
+            "speedup": round(speedup, 3),
+            "parallel_efficiency": round(efficiency, 3),
+            "identical_statistics": bool(identical),
+            "tasks_per_pass": len(acc.shards),
+            "bytes_out_per_pass": int(bytes_out),
+            "bytes_back_per_pass": int(bytes_back),
+            "worker_peak_rss_mib": {"corpus": sorted(round(v, 1) for v in rss_small.values()),
+                                    "corpus_x2": sorted(round(v, 1) for v in rss_large.values())},
+        }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Work beyond one machine: a ``dask.distributed`` cluster as the executor of batch stages.
+
+Every batch stage of speakergmm (feature extraction, UBM passes, enrolment, scoring) is a
+map of independent tasks over a fixed, data-determined list of shards, followed by an
+in-order reduction. On one machine the tasks run in a pinned process pool
+(:func:`speakergmm.utils.worker_pool`); with a scheduler they run on a Dask cluster through
+``Client.get_executor()``, a standard :class:`concurrent.futures.Executor`, so the stages
+themselves do not change and neither do their results.
+
+Only paths, model parameters and statistics travel: workers read audio and features from
+paths they can see (shared storage). Dask reschedules the tasks of a worker that dies;
+``retries`` re-runs a task that raised (e.g. a transient read error).
+
+``dask.distributed`` is an optional dependency (``pip install "speakergmm[dask]"``) and is
+imported only when a scheduler is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from concurrent.futures import Executor
+from typing import Any, Iterator
+
+__all__ = ["ClusterError", "open_cluster", "as_executor", "parse_scheduler", "executor_workers"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds to wait for a scheduler before giving up with :class:`ClusterError`.
+CONNECT_TIMEOUT = 20.0
+
+
+class ClusterError(RuntimeError):
+    """A scale-out problem: dask missing, scheduler unreachable, a bad scheduler address."""
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ClusterError(
+            "a Dask scheduler was requested but dask.distributed is not installed; "
+            'install it with: pip install "speakergmm[dask]"') from exc
+    return distributed
+
+
+def parse_scheduler(scheduler: str) -> tuple[str, int | str]:
+    """``"local:N"`` -> ``("local", N)``; anything else -> ``("address", scheduler)``.
+
+    Raises
+    ------
+    ClusterError
+        For an empty address or a ``local:`` form without a positive worker count.
+    """
+    text = str(scheduler).strip()
+    if not text:
+        raise ClusterError("scheduler: empty address (give host:port, tcp://host:port or local:N)")
+    if text == "local" or text.startswith("local:"):
+        count = text.partition(":")[2] or str(os.cpu_count() or 1)
+        try:
+            n_workers = int(count)
+        except ValueError:
+            n_workers = 0
+        if n_workers < 1:
+            raise ClusterError(f"scheduler {text!r}: local:N needs a positive number of worker processes")
+        return "local", n_workers
+    return "address", text
+
+
+def _pin_threads_plugin(distributed: Any) -> Any:
+    """Worker plugin: one BLAS/OpenMP thread per worker thread (no oversubscription)."""
+
+    class PinThreads(distributed.WorkerPlugin):
+        name = "speakergmm-pin-threads"
+        idempotent = True
+
+        def setup(self, worker: Any) -> None:
+            from speakergmm.utils import pin_threads
+
+            pin_threads(1)
+
+    return PinThreads()
+
+
+@contextlib.contextmanager
+def open_cluster(scheduler: Any, *, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
+    """A connected ``distributed.Client`` for ``scheduler`` (closed on exit).
+
+    Parameters
+    ----------
+    scheduler : str or distributed.Client
+        ``"local:N"`` starts a ``LocalCluster`` of ``N`` single-threaded worker processes
+        (stopped on exit); ``"host:port"`` or ``"tcp://host:port"`` connects to a running
+        scheduler (started with ``dask scheduler`` / ``dask worker``, or any Dask
+        deployment); a ``Client`` is used as it is and left open.
+    timeout : float
+        Seconds to wait for the scheduler.
+
+    Raises
+    ------
+    ClusterError
+        If dask.distributed is missing or the scheduler cannot be reached.
+    """
+    distributed = _import_distributed()
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    kind, value = parse_scheduler(scheduler)
+    cluster = None
+    try:
+        if kind == "local":
+            # Worker processes with one thread each: the stages' tasks are numeric and
+            # hold the GIL for parts of their work, and BLAS is pinned to one thread.
+            cluster = distributed.LocalCluster(n_workers=int(value), threads_per_worker=1,
+                                               processes=True, dashboard_address=None,
+                                               silence_logs=logging.WARNING)
+            client = distributed.Client(cluster, timeout=timeout)
+            logger.info("dask: started a local cluster of %d worker processes", value)
+        else:
+            client = distributed.Client(value, timeout=timeout)
+            logger.info("dask: connected to the scheduler at %s", value)
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ClusterError(f"cannot reach the Dask scheduler at {value!r} within {timeout:g} s "
+                           f"({type(exc).__name__}: {exc}); is `dask scheduler` running there, "
+                           "and is the address host:port?") from exc
+    try:
+        client.register_plugin(_pin_threads_plugin(distributed))
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def as_executor(client: Any, retries: int = 2) -> Executor | None:
+    """A :class:`concurrent.futures.Executor` from a Dask client, an executor or None.
+
+    A Dask client's executor submits impure tasks (every call runs) with ``retries``: a
+    task that raised is run again up to that many times; tasks lost with a dead worker are
+    rescheduled by Dask itself.
+    """
+    if client is None or isinstance(client, Executor):
+        return client
+    if hasattr(client, "get_executor"):
+        return client.get_executor(pure=False, retries=int(retries))
+    raise TypeError(f"client must be a dask.distributed.Client or a concurrent.futures.Executor, "
+                    f"not {type(client).__name__}")
+
+
+def executor_workers(executor: Executor | None, default: int = 1) -> int:
+    """How many tasks the executor runs at once (for planning chunk sizes)."""
+    client = getattr(executor, "_client", None)
+    if client is not None:
+        try:
+            threads = client.nthreads()
+            return max(1, int(sum(threads.values())))
+        except Exception:  # pragma: no cover - scheduler gone: planning falls back
+            return default
+    workers = getattr(executor, "_max_workers", None)
+    return int(workers) if workers else default
