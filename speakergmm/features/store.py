@@ -9,6 +9,10 @@ Cache layout (``out_dir``)::
                         (path, size, mtime)
     report.json         the last run's summary: counts and every skipped utterance with its reason
     .journal.jsonl      results of a run in progress (lets an interrupted run resume)
+    .lock               held (flock) by the run writing the cache; names its process
+
+Two runs on one cache directory serialise: the second waits for the first's lock (saying
+so on the log) and then finds its features current, so the cache is always consistent.
 
 Shards (a few dozen utterances each) rather than one file per utterance: most FSDD files
 give under 50 frames, and creating, renaming and later opening 3000 tiny files cost as much
@@ -21,9 +25,12 @@ to any more are deleted); a changed configuration, or ``force``, recomputes ever
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+import re
 import stat
 import time
 import uuid
@@ -65,6 +72,11 @@ _INDEX = "index.json"
 _REPORT = "report.json"
 _JOURNAL = ".journal.jsonl"
 _FEATS = "feats"
+_LOCK = ".lock"
+# Shard names are plain file names inside feats/: an index entry cannot point elsewhere.
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\.npy")
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureStoreError(ValueError):
@@ -273,16 +285,56 @@ def _previous_entries(out: Path, config_hash: str) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def _usable_entry(entry: Any) -> bool:
+    try:
+        _check_entry(Path(_INDEX), "", entry)
+    except FeatureStoreError:
+        return False
+    return True
+
+
 def _same_source(entry: Mapping[str, Any], path: str, st: os.stat_result) -> bool:
     return (entry.get("path") == path and entry.get("size") == st.st_size
             and entry.get("mtime_ns") == st.st_mtime_ns)
+
+
+# ---------------------------------------------------------------------- locking
+@contextlib.contextmanager
+def cache_lock(out: Path, wait: bool = True) -> Iterator[None]:
+    """Hold the cache directory's write lock (``out/.lock``, an advisory ``flock``).
+
+    The lock is released by the kernel when the holder exits, however it exits (even
+    ``kill -9``), so a stale lock never blocks a later run. ``wait=False`` refuses at once
+    with a :class:`FeatureStoreError` when another run holds it.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            if not wait:
+                raise FeatureStoreError(
+                    f"{out}: another feature extraction ({holder}) is writing this cache; wait "
+                    "for it to finish or choose another output directory") from None
+            logger.info("features: waiting for another extraction (%s) writing %s to finish",
+                        holder, out)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------------- the batch
 def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike,
                      config: FeatureConfig | None = None, jobs: int = 1,
                      progress: bool | None = None, force: bool = False,
-                     chunk_size: int | None = None) -> BatchReport:
+                     chunk_size: int | None = None, wait: bool = True) -> BatchReport:
     """Extract features for every utterance of a data directory into a cache on disk.
 
     Parameters
@@ -305,6 +357,9 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     chunk_size : int, optional
         Files per task (one shard file each). Default: chunks that shrink towards the end,
         at most 128 files or 32 MiB of audio.
+    wait : bool
+        When another run is writing ``out_dir``, wait for it (default; then this run reuses
+        what it computed) instead of refusing with a :class:`FeatureStoreError`.
 
     Returns
     -------
@@ -318,11 +373,16 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     CorpusError
         If the data directory itself is malformed.
     FeatureStoreError
-        If ``out_dir`` cannot be used (e.g. it is a file).
+        If ``out_dir`` cannot be used (e.g. it is a file), or is locked and ``wait`` is False.
     """
     start = time.perf_counter()
     config = config if config is not None else FeatureConfig()
     jobs = effective_jobs(jobs)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FeatureStoreError(f"{out}: exists and is not a directory")
+    # A malformed data directory is refused before the cache directory is created or locked.
+    data_dir = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
     get_extractor(config)  # built before any fork, so that workers inherit it
     pool = None
     if jobs > 1:
@@ -330,8 +390,9 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         # and checks the cache (a small but serial part of the run).
         pool = worker_pool(jobs)
     try:
-        return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
-                                 chunk_size, start)
+        with cache_lock(out, wait=wait):
+            return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
+                                     chunk_size, start)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -344,6 +405,8 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FeatureStoreError(f"{out}: exists and is not a directory")
+    # A malformed data directory is refused before the cache directory is created or locked.
+    data_dir = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
     feats_dir = out / _FEATS
     feats_dir.mkdir(parents=True, exist_ok=True)
     config_hash = config.hash()
@@ -376,7 +439,8 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
                                             + (" (a directory)" if stat.S_ISDIR(st.st_mode) else "")))
             continue
         entry = previous.get(utt)
-        if entry is not None and _same_source(entry, path, st) and entry.get("shard") in shards_on_disk:
+        if (entry is not None and _usable_entry(entry) and _same_source(entry, path, st)
+                and entry.get("shard") in shards_on_disk):
             entries[utt] = entry
             continue
         todo.append((utt, path, st))
@@ -474,6 +538,21 @@ def _remove_stale_files(feats_dir: Path, keep: set[str]) -> None:
 
 
 # ---------------------------------------------------------------------- reading
+def _check_entry(index_path: Path, utt: str, entry: Any) -> None:
+    """An index entry names a shard inside ``feats/`` and a non-negative row range."""
+    if not isinstance(entry, dict):
+        raise FeatureStoreError(f"{index_path}: entry of {utt!r} is not a JSON object (corrupt?)")
+    shard = entry.get("shard")
+    if not isinstance(shard, str) or not _SHARD_NAME.fullmatch(shard):
+        raise FeatureStoreError(f"{index_path}: entry of {utt!r} names shard {str(shard)[:80]!r}, "
+                                f"which is not a file name inside {_FEATS}/ (corrupt or tampered index)")
+    for key in ("row", "n_frames"):
+        value = entry.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise FeatureStoreError(f"{index_path}: entry of {utt!r} has {key} {str(value)[:40]!r}, "
+                                    "expected a non-negative integer (corrupt index)")
+
+
 class FeatureStream:
     """A re-iterable sequence of feature arrays (one per utterance), read lazily from a store.
 
@@ -540,7 +619,12 @@ class FeatureStore(Mapping):
         if index.get("config_hash") != self.config.hash():
             raise FeatureStoreError(f"{self.path}: index and {_CONFIG} disagree (config hash "
                                     f"{index.get('config_hash')} vs {self.config.hash()}); re-extract")
-        self._entries: dict[str, dict[str, Any]] = index.get("utterances") or {}
+        entries = index.get("utterances") or {}
+        if not isinstance(entries, dict):
+            raise FeatureStoreError(f"{index_path}: 'utterances' is not a JSON object (corrupt?)")
+        for utt, entry in entries.items():
+            _check_entry(index_path, utt, entry)
+        self._entries: dict[str, dict[str, Any]] = entries
         self.n_features = self.config.n_features
         self.data_dir = index.get("data_dir")
         self._shards: OrderedDict[str, np.ndarray] = OrderedDict()
