@@ -393,6 +393,10 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         with cache_lock(out, wait=wait):
             return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
                                      chunk_size, start)
+    except BaseException:
+        if pool is not None:  # interrupted: kill the workers instead of awaiting their chunks
+            pool.terminate()
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
