@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any, Mapping
 
-EXIT_OK = 0
-EXIT_INVALID_INPUT = 1
-EXIT_USAGE = 2
-EXIT_SKIPPED = 3
+from speakergmm.exit_codes import EXIT_INPUT as EXIT_INVALID_INPUT
+from speakergmm.exit_codes import EXIT_OK, EXIT_USAGE
+from speakergmm.exit_codes import EXIT_PARTIAL as EXIT_SKIPPED
+
+logger = logging.getLogger(__name__)
 
 _FEATURES_EPILOG = """\
 examples:
@@ -57,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "features", help="extract MFCC features of a data directory into a feature cache",
         description="Extract MFCC features (deltas, CMVN, energy VAD) for every utterance of a "
-                    "Kaldi-style data directory (wav.scp, utt2spk) into OUT_DIR: one .npy per "
-                    "utterance, config.json, index.json and report.json.",
+                    "Kaldi-style data directory (wav.scp, utt2spk) into OUT_DIR: shards of "
+                    "features (feats/*.npy), config.json, index.json and report.json. Two runs on "
+                    "one OUT_DIR take turns (the second waits for the first).",
         epilog=_FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")
     p.add_argument("out_dir", metavar="OUT_DIR", help="feature cache directory (created or updated)")
@@ -90,8 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="drop non-speech frames with the energy VAD (yes)")
     g.add_argument("--vad-threshold", type=float, help="VAD log-energy offset (5.5)")
     g.add_argument("--vad-mean-scale", type=float, help="VAD weight of the mean log energy (0.5)")
-    p.add_argument("--jobs", "-j", type=int, default=1,
-                   help="worker processes; 0 = all cores (default 1)")
+    p.add_argument("--jobs", "-j", type=int, default=0,
+                   help="worker processes; 0 = all cores (default: 0)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no summary lines on stderr (problems are still reported)")
     p.add_argument("--force", action="store_true", help="recompute even the features that are current")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
@@ -154,11 +159,13 @@ def _run_features(args: argparse.Namespace) -> int:
     except (FeatureStoreError, OSError) as exc:
         print(f"speakergmm features: cannot write the feature cache: {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    print(report.summary(), file=sys.stderr)
+    summary = report.summary().splitlines()
+    logger.info(summary[0])
+    for line in summary[1:]:
+        logger.warning(line)
     if report.skipped:
-        print(f"speakergmm features: {len(report.skipped)} of {report.n_utterances} utterance(s) "
-              f"skipped (see {report.out_dir / 'report.json'}); exit status {EXIT_SKIPPED}",
-              file=sys.stderr)
+        logger.warning(f"speakergmm features: {len(report.skipped)} of {report.n_utterances} utterance(s) "
+                       f"skipped (see {report.out_dir / 'report.json'}); exit status {EXIT_SKIPPED}")
     return report.exit_status
 
 

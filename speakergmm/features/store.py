@@ -47,6 +47,7 @@ from speakergmm.corpus import DataDir, read_data_dir
 from speakergmm.features.audio import FeatureError
 from speakergmm.features.config import FeatureConfig, FeatureConfigError
 from speakergmm.features.extract import get_extractor
+from speakergmm.exit_codes import EXIT_PARTIAL
 from speakergmm.io import atomic_path, atomic_write_json, atomic_write_text
 from speakergmm.utils import effective_jobs, progress, worker_pool
 
@@ -64,8 +65,8 @@ CACHE_FORMAT = "speakergmm.FeatureCache"
 CACHE_VERSION = 1
 REPORT_FORMAT = "speakergmm.FeatureReport"
 
-#: Exit status of a batch that finished but skipped some utterances.
-EXIT_SKIPPED = 3
+#: Exit status of a batch that finished but skipped some utterances (see speakergmm.exit_codes).
+EXIT_SKIPPED = EXIT_PARTIAL
 
 _CONFIG = "config.json"
 _INDEX = "index.json"
