@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     if threading_is_main():
         previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe is reported here, not at interpreter exit
+        return status
     except KeyboardInterrupt:
         print("speakergmm: interrupted", file=sys.stderr)
         return 130
