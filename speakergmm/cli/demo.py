@@ -66,7 +66,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         print("speakergmm demo: --n-components must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
-    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    from speakergmm.verification.pipeline import logger as pipeline_logger
+
+    log = None if args.quiet else pipeline_logger.info
     started = time.perf_counter()
     print("speakergmm demo: SYNTHETIC voices (source-filter synthesis, not recordings of real "
           "speakers); the figures show the chain works, not real-world accuracy.", file=sys.stderr)

@@ -150,6 +150,9 @@ def _run_features(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         return EXIT_OK
+    logger.info(f"features: configuration {config.hash()} ({config.sample_rate} Hz analysis, "
+                f"{config.n_mfcc} MFCC, deltas {config.delta_order}, CMVN {config.cmvn}, "
+                f"VAD {'on' if config.vad else 'off'}; --print-config shows all fields)")
     try:
         report = extract_data_dir(args.data_dir, args.out_dir, config, jobs=args.jobs,
                                   progress=args.progress, force=args.force)

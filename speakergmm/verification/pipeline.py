@@ -79,7 +79,8 @@ Log = Callable[[str], None]
 UNSCORABLE_SCORE = 0.0
 
 
-def _stderr(line: str) -> None:
+def _log_info(line: str) -> None:
+    """The default ``log`` of every stage: an INFO record of this module's logger."""
     logger.info(line)
 
 
@@ -199,7 +200,7 @@ def auto_components(n_frames: int, frames_per_component: int = 300, low: int = 1
 
 
 def default_feature_config(data_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
-                           log: Log | None = _stderr):
+                           log: Log | None = _log_info):
     """The front end's defaults at 8 kHz or 16 kHz.
 
     ``sample_rate=None`` decides from the recording rates of *every* audio file of
@@ -257,7 +258,7 @@ def audio_rates(data_dir: str | os.PathLike) -> tuple[int, str] | None:
 
 # --------------------------------------------------------------------------- features
 def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, config: Any,
-                     jobs: int = 0, log: Log | None = _stderr, show_progress: bool | None = None
+                     jobs: int = 0, log: Log | None = _log_info, show_progress: bool | None = None
                      ) -> StageResult:
     """Read a data directory and bring its feature cache up to date.
 
@@ -323,7 +324,7 @@ def supported_components(n_components: int, n_frames: int,
 
 
 def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.PathLike,
-                  settings: VerifySettings, log: Log | None = _stderr,
+                  settings: VerifySettings, log: Log | None = _log_info,
                   show_progress: bool | None = None) -> StageResult:
     """Train (or reuse, or resume) the UBM on ``utterances`` of a feature store.
 
@@ -410,7 +411,7 @@ def ubm_feature_config(meta: Mapping[str, Any]):
 
 # --------------------------------------------------------------------------- enrolment
 def run_enroll(ubm: GMM, store: Any, spk2utt: Mapping[str, Sequence[str]], out_path: str | os.PathLike,
-               settings: VerifySettings, log: Log | None = _stderr,
+               settings: VerifySettings, log: Log | None = _log_info,
                ubm_feature_config: Any = None) -> StageResult:
     """MAP-enrol every speaker (or reuse ``out_path`` when it matches UBM, data and settings).
 
@@ -512,7 +513,7 @@ def fallback_features(path: str | os.PathLike | None, config: Any) -> tuple[np.n
 
 def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any],
               settings: VerifySettings, cohort: tuple[Any, Mapping[str, Sequence[str]]] | None = None,
-              log: Log | None = _stderr, show_progress: bool | None = None,
+              log: Log | None = _log_info, show_progress: bool | None = None,
               audio: Mapping[str, str] | None = None) -> StageResult:
     """Score every trial; the value is the float array, one finite score per trial.
 
@@ -813,7 +814,7 @@ def check_cohort(settings: VerifySettings, cohort_data: Any) -> None:
 def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_data: str | os.PathLike,
            trials_path: str | os.PathLike, out_dir: str | os.PathLike,
            settings: VerifySettings | None = None, feature_config: Any = None,
-           cohort_data: str | os.PathLike | None = None, log: Log | None = _stderr,
+           cohort_data: str | os.PathLike | None = None, log: Log | None = _log_info,
            show_progress: bool | None = None, title: str | None = None,
            extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The whole chain: features, UBM, enrolment, scoring, evaluation (resumable).
