@@ -642,7 +642,9 @@ class FeatureStore(Mapping):
         file = self.path / _FEATS / name
         try:
             shard = np.load(file, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged .npy header fails in many ways
+            # (ValueError, EOFError, OSError, and SyntaxError or tokenize errors from
+            # numpy's parsing of the header text)
             raise FeatureStoreError(f"{file}: feature shard missing or corrupt ({exc}); re-extract") from exc
         if shard.ndim != 2 or shard.shape[1] != self.n_features or shard.dtype != np.float32:
             raise FeatureStoreError(f"{file}: feature shard holds {shard.dtype} {shard.shape}, expected "
