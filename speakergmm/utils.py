@@ -4,7 +4,6 @@ workers never outlive their parent."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import multiprocessing
 import os
 import signal
@@ -15,8 +14,6 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 __all__ = ["progress", "worker_pool", "WorkerPool", "pin_threads", "effective_jobs", "parallel_map"]
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

@@ -216,3 +216,48 @@ def test_messages_go_through_logging(corpus, tmp_path, caplog):
         prepare_features(corpus.enroll, tmp_path / "f", FeatureConfig(), jobs=1)
     records = [r for r in caplog.records if r.name == "speakergmm.verification.pipeline"]
     assert records and "utterances have features" in records[0].getMessage()
+
+
+# ------------------------------------------------------------------ library vs command line
+def test_library_errors_name_parameters_and_the_cli_maps_them_to_options(corpus, tmp_path, capsys):
+    from speakergmm.verification.pipeline import InvalidArgument, VerifySettings, verify
+
+    with pytest.raises(InvalidArgument, match=r"^enroll_data .*nope: no such directory") as info:
+        verify(corpus.ubm, tmp_path / "nope", corpus.test, corpus.trials, tmp_path / "o")
+    assert info.value.argument == "enroll_data" and "--" not in str(info.value)
+    with pytest.raises(InvalidArgument, match="^cohort_data is needed by norm='znorm'"):
+        verify(corpus.ubm, corpus.enroll, corpus.test, corpus.trials, tmp_path / "o",
+               settings=VerifySettings(norm="znorm"))
+    status, _, err = _run(capsys, "verify", "--ubm-data", corpus.ubm, "--enroll-data", tmp_path / "nope",
+                          "--test-data", corpus.test, "--trials", corpus.trials, "--out", tmp_path / "o")
+    assert status == 1 and err.splitlines()[-1].startswith("speakergmm verify: --enroll-data ")
+    assert "enroll_data" not in err
+
+
+def test_results_json_is_written_once_and_trials_are_one_type(corpus, tmp_path, monkeypatch):
+    from speakergmm.corpus import Trial
+    from speakergmm.verification import pipeline
+
+    writes = []
+    original = pipeline.atomic_write_json
+    monkeypatch.setattr(pipeline, "atomic_write_json", lambda path, obj: (writes.append(Path(path).name),
+                                                                           original(path, obj)))
+    results = pipeline.verify(corpus.ubm, corpus.enroll, corpus.test, corpus.trials, tmp_path / "o",
+                              settings=pipeline.VerifySettings(n_components=4, jobs=1), log=None)
+    assert writes.count("results.json") == 1 and "timings" in json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["exit_status"] == 0
+    trials, scores = pipeline.read_scores(tmp_path / "o" / "scores.txt")
+    assert all(type(t) is Trial for t in trials) and np.isfinite(scores).all()
+
+
+def test_one_exit_code_module():
+    from speakergmm import exit_codes
+    from speakergmm.cli import features as cli_features
+    from speakergmm.cli import verification as cli_verification
+    from speakergmm.features import EXIT_SKIPPED
+    from speakergmm.verification import pipeline
+
+    assert EXIT_SKIPPED == pipeline.EXIT_PARTIAL == cli_verification.EXIT_PARTIAL == cli_features.EXIT_SKIPPED \
+        == exit_codes.EXIT_PARTIAL == 3
+    source = "".join(Path(m.__file__).read_text() for m in (cli_features, cli_verification, pipeline))
+    assert "= 3\n" not in source

@@ -44,7 +44,8 @@ examples:
   # 256 diagonal Gaussians, 16 kHz audio, 2 worker processes
   speakergmm train-ubm --data data/train --out exp/ubm.npz -k 256 --sample-rate 16000 -j 2
 
-An interrupted run resumes from OUT.ckpt when rerun with the same arguments.
+An interrupted run resumes from its checkpoint OUT.<hash>.ckpt when rerun with the same
+arguments (runs with other settings or data keep checkpoints of their own).
 """ + _COMMON_EPILOG
 
 _ENROLL_EPILOG = """\
@@ -371,7 +372,7 @@ def _run_enroll(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from speakergmm.corpus import CorpusError, read_trials
+    from speakergmm.corpus import CorpusError, read_data_dir, read_trials
     from speakergmm.verification import SpeakerModels
     from speakergmm.verification.pipeline import (InvalidArgument, check_cohort, prepare_features, run_score,
                                                   ubm_feature_config, write_scores)
@@ -383,7 +384,6 @@ def _run_score(args: argparse.Namespace) -> int:
         check_cohort(settings, args.cohort_data)
     except ValueError as exc:  # InvalidArgument included
         return _fail(cmd, _flag_message(exc), EXIT_USAGE)
-    del InvalidArgument
     log = _log(args)
     try:
         ubm, meta = load_ubm(args.ubm)
@@ -392,16 +392,15 @@ def _run_score(args: argparse.Namespace) -> int:
         config = ubm_feature_config(meta)
         if config is None:
             return _fail(cmd, f"--ubm {args.ubm}: the UBM file records no feature configuration")
-        try:
-            trials = read_trials(args.trials, enroll=models.speaker_ids)
+        if not Path(args.data).is_dir():
+            raise InvalidArgument("data_dir", f"{args.data}: no such directory")
+        try:  # the trial list is checked before any feature is computed
+            trials = read_trials(args.trials, enroll=models.speaker_ids, test=read_data_dir(args.data))
         except CorpusError as exc:
             return _fail(cmd, str(exc))
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
                                  jobs=settings.jobs, log=log, show_progress=args.progress)
         data, store = stage.value
-        unknown = [t.test for t in trials if t.test not in data][:5]
-        if unknown:
-            return _fail(cmd, f"{args.trials}: test utterance(s) {', '.join(unknown)} are not in {args.data}")
         cohort = None
         problems = list(stage.problems)
         if args.cohort_data:
