@@ -107,6 +107,10 @@ def _init_worker(parent_pid: int, threads_per_worker: int) -> None:
     # Ctrl-C reaches the whole process group; the parent decides (it terminates the pool),
     # so a worker does not die half-way through a task with a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the parent's Python handlers (the command line turns SIGTERM
+    # into SystemExit, which a worker would catch as a task's error and carry on):
+    # terminate() must end it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent_pid)
     pin_threads(threads_per_worker)
 

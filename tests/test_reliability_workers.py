@@ -60,3 +60,48 @@ def test_workers_die_with_their_parent(sig):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+_CLI_LIKE_PARENT = """
+import os, signal, sys, time
+from speakergmm.cli import _terminate
+from speakergmm.utils import worker_pool
+
+signal.signal(signal.SIGTERM, _terminate)      # what the command line installs
+try:
+    with worker_pool(2) as pool:
+        pids = set()
+        while len(pids) < 2:
+            pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(8)]}
+        print(" ".join(map(str, sorted(pids))), flush=True)
+        for _ in range(2):
+            pool.submit(time.sleep, 120)
+        time.sleep(120)
+except SystemExit as exc:
+    print("exit", exc.code, flush=True)
+    raise
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_a_command_stops_its_busy_workers_promptly():
+    parent = subprocess.Popen([sys.executable, "-c", _CLI_LIKE_PARENT],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    try:
+        assert len(workers) == 2
+        time.sleep(0.3)
+        started = time.monotonic()
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=30) == 143
+        assert time.monotonic() - started < 4            # killed, not awaited (5 s join, 120 s tasks)
+        assert parent.stdout.read().strip() == "exit 143"
+        assert not any(_alive(p) for p in workers)
+    finally:
+        parent.kill()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
