@@ -68,7 +68,6 @@ def configure_logging(quiet: bool = False) -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
 
 
 def _terminate(signum, frame) -> None:

@@ -321,7 +321,7 @@ def cache_lock(out: Path, wait: bool = True) -> Iterator[None]:
                 raise FeatureStoreError(
                     f"{out}: another feature extraction ({holder}) is writing this cache; wait "
                     "for it to finish or choose another output directory") from None
-            logger.info("features: waiting for another extraction (%s) writing %s to finish",
+            logger.warning("features: waiting for another extraction (%s) writing %s to finish",
                         holder, out)
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
