@@ -32,30 +32,18 @@ def _features(data: Path, out: Path) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-_SYNCHRONISED_RUN = """
-import sys, time
-from pathlib import Path
-from speakergmm.features import FeatureConfig, extract_data_dir
-go = Path(sys.argv[3])
-while not go.exists():
-    time.sleep(0.01)
-extract_data_dir(sys.argv[1], sys.argv[2], FeatureConfig(), jobs=1, chunk_size=2)
-"""
+def test_concurrent_runs_leave_a_consistent_cache(fsdd, tmp_path):
+    # `speakergmm features d c & speakergmm features d c & wait` on a third of FSDD: before
+    # the lock, the cache's index named 18 shards of which 0 to 7 existed.
+    from speakergmm.corpus import make_data_dir
 
-
-def test_concurrent_runs_leave_a_consistent_cache(corpus, tmp_path):
-    out, go = tmp_path / "feats", tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = [subprocess.Popen([sys.executable, "-c", _SYNCHRONISED_RUN, str(corpus.ubm), str(out), str(go)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(3)]
-    import time
-    time.sleep(3)  # all three imported and polling
-    go.touch()
-    results = [run.communicate(timeout=300) for run in runs]
+    make_data_dir(fsdd, tmp_path / "data", select=lambda f: int(f["index"]) <= 16)
+    out = tmp_path / "feats"
+    runs = [_features(tmp_path / "data", out) for _ in range(2)]
+    results = [run.communicate(timeout=600) for run in runs]
     assert all(run.returncode == 0 for run in runs), results
     store = FeatureStore(out)
-    assert len(store) == 40
+    assert len(store) == 1020
     index = json.loads((out / "index.json").read_text())
     shards = {e["shard"] for e in index["utterances"].values()}
     assert shards == {p.name for p in (out / "feats").glob("*.npy")}
