@@ -127,10 +127,19 @@ class WorkerPool(ProcessPoolExecutor):
         for process in processes:
             with contextlib.suppress(Exception):
                 process.terminate()
-        self.shutdown(wait=False, cancel_futures=True)
+        super().shutdown(wait=False, cancel_futures=True)
         for process in processes:
             with contextlib.suppress(Exception):
                 process.join(timeout=5)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ProcessPoolExecutor's, except while an interruption (KeyboardInterrupt, or the
+        SystemExit the command line makes of SIGTERM) is propagating, e.g. from a
+        ``finally`` block: then the workers are killed rather than awaited."""
+        if wait and isinstance(sys.exc_info()[1], (KeyboardInterrupt, SystemExit)):
+            self.terminate()
+            return
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is not None:

@@ -69,7 +69,8 @@ from speakergmm.utils import worker_pool
 
 signal.signal(signal.SIGTERM, _terminate)      # what the command line installs
 try:
-    with worker_pool(2) as pool:
+    pool = worker_pool(2)
+    try:   # the try/finally shape of a long-lived pool (e.g. UBM training's accumulator)
         pids = set()
         while len(pids) < 2:
             pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(8)]}
@@ -77,6 +78,8 @@ try:
         for _ in range(2):
             pool.submit(time.sleep, 120)
         time.sleep(120)
+    finally:
+        pool.shutdown(cancel_futures=True)
 except SystemExit as exc:
     print("exit", exc.code, flush=True)
     raise
