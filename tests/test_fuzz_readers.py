@@ -218,8 +218,10 @@ def _read_store(path: Path) -> None:
                                                    "u1", "u2", "shard", "row", "n_frames"]), JSON
                                   | st.sampled_from(["../../x.npy", "/etc/passwd", "run-00000.npy", -1,
                                                      10**12, "."])), max_size=4),
-       raw=st.none() | st.binary(max_size=48))
-def test_feature_store_indexes(feature_cache, workdir, changes, raw):
+       raw=st.none() | st.binary(max_size=48),
+       config_changes=st.dictionaries(st.sampled_from(["format", "version", "hash", "config", "sample_rate",
+                                                       "n_mfcc", "vad", "cmvn"]), JSON, max_size=3))
+def test_feature_store_indexes(feature_cache, workdir, changes, raw, config_changes):
     source, index = feature_cache
     path = workdir / "cache-copy"
     shutil.rmtree(path, ignore_errors=True)
@@ -237,6 +239,13 @@ def test_feature_store_indexes(feature_cache, workdir, changes, raw):
             index[key] = value
     text = json.dumps(index) if raw is None else raw
     (path / "index.json").write_bytes(text.encode() if isinstance(text, str) else text)
+    if config_changes:
+        config = json.loads((path / "config.json").read_text())
+        for key, value in config_changes.items():
+            target = config.get("config") if key not in ("format", "version", "hash", "config") else config
+            if isinstance(target, dict):
+                target[key] = value
+        (path / "config.json").write_text(json.dumps(config))
     _expect(FeatureStoreError, _read_store, path)
 
 
