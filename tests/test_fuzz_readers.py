@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from speakergmm.corpus import CorpusError, read_data_dir, read_trials
 from speakergmm.features import FeatureConfig, FeatureStore, FeatureStoreError
 from speakergmm.features.audio import FeatureError, read_audio
-from speakergmm.io import ModelFileError, load_model_file, save_model_file
+from speakergmm.io import ModelFileError, load_model_file
 from speakergmm.mixture import GMM
 from speakergmm.verification import SpeakerModels, VerificationError, load_ubm, save_ubm
 from speakergmm.verification.pipeline import read_scores

@@ -44,10 +44,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from speakergmm.corpus import DataDir, read_data_dir
+from speakergmm.exit_codes import EXIT_PARTIAL
 from speakergmm.features.audio import FeatureError
 from speakergmm.features.config import FeatureConfig, FeatureConfigError
 from speakergmm.features.extract import get_extractor
-from speakergmm.exit_codes import EXIT_PARTIAL
 from speakergmm.io import atomic_path, atomic_write_json, atomic_write_text
 from speakergmm.utils import effective_jobs, progress, worker_pool
 
