@@ -308,9 +308,14 @@ def cache_lock(out: Path, wait: bool = True) -> Iterator[None]:
     ``kill -9``), so a stale lock never blocks a later run. ``wait=False`` refuses at once
     with a :class:`FeatureStoreError` when another run holds it.
     """
-    import fcntl
-
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): nothing to lock with
+        logger.warning("features: no file locking on this platform; concurrent runs on %s are "
+                       "not serialised", out)
+        yield
+        return
     fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
