@@ -150,12 +150,15 @@ TEXT = st.lists(TOKENS, max_size=40).map("".join)
 
 
 @FUZZ
-@given(wav=TEXT, utt2spk=TEXT, spk2utt=st.none() | TEXT)
-def test_data_directories(workdir, wav, utt2spk, spk2utt):
+@given(wav=TEXT, utt2spk=TEXT, spk2utt=st.none() | TEXT, raw=st.none() | st.binary(max_size=64))
+def test_data_directories(workdir, wav, utt2spk, spk2utt, raw):
     data = workdir / "data"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir()
-    (data / "wav.scp").write_text(wav, encoding="utf-8")
+    if raw is not None and b"|" not in raw:
+        (data / "wav.scp").write_bytes(raw)
+    else:
+        (data / "wav.scp").write_text(wav, encoding="utf-8")
     (data / "utt2spk").write_text(utt2spk, encoding="utf-8")
     if spk2utt is not None:
         (data / "spk2utt").write_text(spk2utt, encoding="utf-8")
