@@ -79,9 +79,11 @@ def _terminate(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from speakergmm.exit_codes import EXIT_BROKEN_PIPE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_USAGE
+
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     configure_logging(quiet=bool(getattr(args, "quiet", False)))
     command = getattr(args, "command", None) or "speakergmm"
     previous = None
@@ -93,19 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except KeyboardInterrupt:
         print("speakergmm: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (``speakergmm evaluate ... | head -3``): not an error of ours.
         # Point stdout at /dev/null so that the interpreter's final flush stays quiet.
         with contextlib.suppress(OSError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback, for the user
         if os.environ.get("SPEAKERGMM_TRACEBACK") == "1":
             raise
-        from speakergmm.exit_codes import EXIT_INPUT
-
         print(f"speakergmm {command}: {_user_message(exc)}", file=sys.stderr)
         return EXIT_INPUT
     finally:

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from speakergmm.cli.verification import EXIT_INPUT, EXIT_USAGE, _print_results, _report_problems
+    from speakergmm.cli.verification import _print_results, _report_problems
+    from speakergmm.exit_codes import EXIT_INPUT, EXIT_USAGE
     from speakergmm.datasets.synthetic import make_synthetic_corpus
     from speakergmm.io import ModelFileError
     from speakergmm.verification import VerificationError
