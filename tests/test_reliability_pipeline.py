@@ -141,7 +141,7 @@ def test_a_recording_the_vad_empties_is_scored_on_fallback_features(corpus, tmp_
     assert "spk01-test-noise" in err and "scored on all" in err and "VAD off" in err
     results = json.loads((out / "results.json").read_text())
     assert results["n_target"] + results["n_nontarget"] == 21          # every trial evaluated
-    assert "spk01-test-noise" in results["fallback_trials"] and results["unscorable_trials"] == []
+    assert "spk01-test-noise" in results["fallback_utterances"] and results["unscorable_trials"] == []
     scores = (out / "scores.txt").read_text()
     assert "nan" not in scores and scores.count("spk01-test-noise") == 3
 

@@ -445,8 +445,8 @@ def _print_results(results: dict[str, Any], out: Path) -> None:
         lines.append(f"identification {100 * results['identification_accuracy']:.2f} % "
                      f"of {results['n_identification_tests']} test utterances")
     lines.append(f"trials         {results['n_target']} target, {results['n_nontarget']} non-target"
-                 + (f", {len(results['fallback_trials'])} test utterance(s) on fallback features"
-                    if results.get("fallback_trials") else "")
+                 + (f", {len(results['fallback_utterances'])} test utterance(s) on fallback features"
+                    if results.get("fallback_utterances") else "")
                  + (f", {len(results['unscorable_trials'])} unscorable (score {results['unscorable_score']})"
                     if results.get("unscorable_trials") else ""))
     lines.append(f"results        {out / 'results.json'}")

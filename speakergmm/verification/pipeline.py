@@ -477,7 +477,9 @@ class _WithFallback(FeatureSource):
         self.extra = dict(extra)
 
     def ids(self) -> list[str]:
-        return self.base.ids() + [u for u in self.extra if u not in set(self.base.ids())]
+        base = self.base.ids()
+        known = set(base)
+        return base + [u for u in self.extra if u not in known]
 
     def load(self, utt_id: str) -> np.ndarray:
         if utt_id in self.extra:
@@ -823,7 +825,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
     ``ubm.npz``, ``speakers.npz``, ``scores.txt``, ``results.json`` (once, at the end) and
     ``det.png``. Returns the results dict, which also holds ``timings`` (seconds per
     stage), ``reused`` (stages taken from a previous run), ``problems`` (skipped files,
-    models and trials), ``fallback_trials`` / ``unscorable_trials`` (see :func:`run_score`)
+    models and trials), ``fallback_utterances`` / ``unscorable_trials`` (see :func:`run_score`)
     and ``exit_status`` (:data:`~speakergmm.exit_codes.EXIT_PARTIAL` when there are
     problems).
 
@@ -922,7 +924,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
         "scores": str(out / "scores.txt"),
         "reused": reused,
         "problems": problems,
-        "fallback_trials": {utt: how for utt, how in scored.details["fallback"].items()},
+        "fallback_utterances": {utt: how for utt, how in scored.details["fallback"].items()},
         "unscorable_trials": scored.details["unscorable_trials"],
         "unscorable_score": UNSCORABLE_SCORE,
         "exit_status": EXIT_PARTIAL if problems else 0,
