@@ -252,6 +252,18 @@ def test_feature_store_indexes(feature_cache, workdir, changes, raw, config_chan
     _expect(FeatureStoreError, _read_store, path)
 
 
+@pytest.mark.parametrize("name", ["index.json", "config.json", "report.json"])
+def test_feature_store_json_nested_too_deeply(feature_cache, workdir, name):
+    source, index = feature_cache
+    path = workdir / "cache-deep"
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(source, path)
+    (path / "index.json").write_text(json.dumps(index))
+    (path / name).write_text("[" * 100000 + "]" * 100000)
+    _expect(FeatureStoreError, _read_store, path)
+    _expect(FeatureStoreError, lambda p: FeatureStore(p).skipped, path)
+
+
 @FUZZ
 @given(mutation=MUTATIONS)
 def test_feature_store_shards_with_mutated_bytes(feature_cache, workdir, mutation):

@@ -258,9 +258,11 @@ def _plan_chunks(todo: list[tuple[str, str, os.stat_result]], jobs: int,
 
 # ---------------------------------------------------------------------- cache state
 def _read_json(path: Path) -> Any:
+    """The JSON document in ``path``, or None when it is missing, unreadable or malformed
+    (including nesting too deep for the parser)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -278,8 +280,8 @@ def _previous_entries(out: Path, config_hash: str) -> dict[str, dict[str, Any]]:
             for line in fh:
                 try:
                     record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by an interruption
+                except (ValueError, RecursionError):
+                    continue  # a line cut short by an interruption (or garbage)
                 if (isinstance(record, dict) and record.get("config_hash") == config_hash
                         and isinstance(record.get("entries"), dict)):
                     entries.update(record["entries"])
@@ -618,7 +620,7 @@ class FeatureStore(Mapping):
             raise FeatureStoreError(f"{self.path}: not a feature cache (no {_INDEX})")
         try:
             self.config = FeatureConfig.load(self.path / _CONFIG)
-        except FeatureConfigError as exc:
+        except (FeatureConfigError, RecursionError) as exc:
             raise FeatureStoreError(f"{self.path}: unusable feature cache configuration: {exc}") from exc
         index = _read_json(index_path)
         if not isinstance(index, dict) or index.get("format") != CACHE_FORMAT:
