@@ -143,3 +143,19 @@ def test_valid_ubm_still_round_trips(tmp_path):
     save_ubm(tmp_path / "u.npz", _gmm())
     gmm, _ = load_ubm(tmp_path / "u.npz")
     assert gmm.fingerprint() == _gmm().fingerprint()
+
+
+@pytest.mark.parametrize("feature_config", [[1, 2], {"sample_rate": "fast"}, {"n_mfcc": -3}])
+def test_a_ubm_with_a_bad_feature_configuration_is_one_line(tmp_path, capsys, feature_config):
+    save_ubm(tmp_path / "u.npz", _gmm(), feature_config=None)
+    arrays, meta, _ = load_model_file(tmp_path / "u.npz", "speakergmm.GMM")
+    save_model_file(tmp_path / "bad.npz", "speakergmm.GMM", 1, arrays, {**meta, "feature_config": feature_config})
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text("u1 /nonexistent.wav\n")
+    (data / "utt2spk").write_text("u1 s1\n")
+    status = main(["enroll", "--data", str(data), "--ubm", str(tmp_path / "bad.npz"),
+                   "--out", str(tmp_path / "s.npz"), "-j", "1"])
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert "bad.npz" in err and "'feature_config'" in err

@@ -357,7 +357,7 @@ def _run_enroll(args: argparse.Namespace) -> int:
     log = _log(args)
     try:
         ubm, meta = load_ubm(args.ubm)
-        config = ubm_feature_config(meta)
+        config = ubm_feature_config(meta, args.ubm)
         if config is None:
             return _fail(cmd, f"--ubm {args.ubm}: the UBM file records no feature configuration "
                               "(train it with `speakergmm train-ubm`)")
@@ -389,7 +389,7 @@ def _run_score(args: argparse.Namespace) -> int:
         ubm, meta = load_ubm(args.ubm)
         models = SpeakerModels.load(args.models)
         models.check_ubm(ubm, what=f"the speaker models in {args.models}")
-        config = ubm_feature_config(meta)
+        config = ubm_feature_config(meta, args.ubm)
         if config is None:
             return _fail(cmd, f"--ubm {args.ubm}: the UBM file records no feature configuration")
         if not Path(args.data).is_dir():

@@ -401,12 +401,26 @@ def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.Path
     return StageResult(result.gmm, time.perf_counter() - t0)
 
 
-def ubm_feature_config(meta: Mapping[str, Any]):
-    """The FeatureConfig recorded in a UBM file's metadata (None when absent)."""
+def ubm_feature_config(meta: Mapping[str, Any], path: str | os.PathLike | None = None):
+    """The FeatureConfig recorded in a UBM file's metadata (None when absent).
+
+    Raises
+    ------
+    ModelFileError
+        When the recorded configuration is not a valid FeatureConfig (naming ``path``).
+    """
     from speakergmm.features import FeatureConfig
 
     fc = meta.get("feature_config")
-    return FeatureConfig.from_dict(fc) if fc else None
+    if not fc:
+        return None
+    where = f"{path}: " if path is not None else ""
+    if not isinstance(fc, dict):
+        raise ModelFileError(f"{where}invalid UBM file: expected a JSON object (field 'feature_config')")
+    try:
+        return FeatureConfig.from_dict(fc)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelFileError(f"{where}invalid UBM file: {exc} (field 'feature_config')") from exc
 
 
 # --------------------------------------------------------------------------- enrolment
