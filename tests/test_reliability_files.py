@@ -118,6 +118,10 @@ def test_speaker_model_fields_are_checked(tmp_path):
         save_model_file(tmp_path / name, "speakergmm.SpeakerModels", 1, {**arrays, **change}, meta)
         with pytest.raises(ModelFileError, match=rf"{name}: .*'{field}'"):
             SpeakerModels.load(tmp_path / name)
+    save_model_file(tmp_path / "fc.npz", "speakergmm.SpeakerModels", 1, arrays,
+                    {**meta, "feature_config": {"n_mfcc": "many"}})
+    with pytest.raises(ModelFileError, match=r"fc\.npz: .*'feature_config'"):
+        SpeakerModels.load(tmp_path / "fc.npz")
     save_model_file(tmp_path / "fp.npz", "speakergmm.SpeakerModels", 1, arrays,
                     {**meta, "ubm_fingerprint": {"x": 1}})
     with pytest.raises(ModelFileError, match=r"fp\.npz: .*'ubm_fingerprint'"):

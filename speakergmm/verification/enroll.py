@@ -227,8 +227,15 @@ def _validate_file(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[s
         raise fail("ubm_fingerprint", "expected a string")
     if meta.get("covariance_type") not in ("diag", "full", "tied", "spherical"):
         raise fail("covariance_type", f"{str(meta.get('covariance_type'))[:40]!r} is not a covariance type")
-    if meta.get("feature_config") is not None and not isinstance(meta["feature_config"], dict):
-        raise fail("feature_config", "expected a JSON object")
+    if meta.get("feature_config") is not None:
+        if not isinstance(meta["feature_config"], dict):
+            raise fail("feature_config", "expected a JSON object")
+        from speakergmm.features import FeatureConfig
+
+        try:
+            FeatureConfig.from_dict(meta["feature_config"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise fail("feature_config", str(exc)) from exc
     if not isinstance(meta.get("info", {}) or {}, dict):
         raise fail("info", "expected a JSON object")
     if not isinstance(meta.get("adapt", "m"), str) or set(meta.get("adapt", "m")) - set("wmv"):
