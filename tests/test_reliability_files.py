@@ -163,3 +163,20 @@ def test_a_ubm_with_a_bad_feature_configuration_is_one_line(tmp_path, capsys, fe
     err = capsys.readouterr().err
     assert status == 1 and len(err.strip().splitlines()) == 1
     assert "bad.npz" in err and "'feature_config'" in err
+
+
+def test_an_unexpected_error_is_one_line_unless_the_traceback_is_asked_for(tmp_path, capsys, monkeypatch):
+    from speakergmm.verification import pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "read_scores", broken)
+    status = main(["evaluate", "--scores", str(tmp_path / "s.txt"), "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert status == 1 and err.strip().splitlines() == [
+        "speakergmm evaluate: unexpected RuntimeError: boom (set SPEAKERGMM_TRACEBACK=1 to see where; "
+        "please report it)"]
+    monkeypatch.setenv("SPEAKERGMM_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["evaluate", "--scores", str(tmp_path / "s.txt"), "--out", str(tmp_path / "e")])
