@@ -1,15 +1,19 @@
-"""Small shared helpers: progress bars and process pools with pinned BLAS threads."""
+"""Small shared helpers: progress bars and process pools with pinned BLAS threads whose
+workers never outlive their parent."""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-__all__ = ["progress", "worker_pool", "pin_threads", "effective_jobs", "parallel_map"]
+__all__ = ["progress", "worker_pool", "WorkerPool", "pin_threads", "effective_jobs", "parallel_map"]
 
 T = TypeVar("T")
 
@@ -69,9 +73,82 @@ def pin_threads(n_threads: int = 1) -> None:
 
 
 _THREAD_LIMITER: Any = None
+_PR_SET_PDEATHSIG = 1
 
 
-def worker_pool(jobs: int, threads_per_worker: int = 1) -> ProcessPoolExecutor:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker end when its parent does, however the parent ends (even kill -9).
+
+    On Linux the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``);
+    elsewhere a daemon thread polls the parent's pid. A parent that died before this ran
+    is caught by the check that follows.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="speakergmm-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(parent_pid: int, threads_per_worker: int) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides (it terminates the pool),
+    # so a worker does not die half-way through a task with a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the parent's Python handlers (the command line turns SIGTERM
+    # into SystemExit, which a worker would catch as a task's error and carry on):
+    # terminate() must end it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
+    pin_threads(threads_per_worker)
+
+
+class WorkerPool(ProcessPoolExecutor):
+    """A ProcessPoolExecutor whose workers end with it: on an exception (Ctrl-C, SIGTERM
+    turned into SystemExit, an error) leaving its ``with`` block, or on :meth:`terminate`,
+    running tasks are killed instead of awaited; and the workers die with the parent
+    process even when it is killed (see :func:`_die_with_parent`)."""
+
+    def terminate(self) -> None:
+        """Kill the workers now and drop pending tasks."""
+        processes = list((getattr(self, "_processes", None) or {}).values())
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        super().shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.join(timeout=5)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """As ProcessPoolExecutor's, except while an interruption (KeyboardInterrupt, or the
+        SystemExit the command line makes of SIGTERM) is propagating, e.g. from a
+        ``finally`` block: then the workers are killed rather than awaited."""
+        if wait and isinstance(sys.exc_info()[1], (KeyboardInterrupt, SystemExit)):
+            self.terminate()
+            return
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self.terminate()
+            return False
+        return super().__exit__(exc_type, exc, tb)
+
+
+def worker_pool(jobs: int, threads_per_worker: int = 1) -> WorkerPool:
     """A process pool whose workers each use ``threads_per_worker`` BLAS/OpenMP threads.
 
     The workers are started here, so they initialise while the caller prepares its tasks.
@@ -79,9 +156,14 @@ def worker_pool(jobs: int, threads_per_worker: int = 1) -> ProcessPoolExecutor:
     :func:`pin_threads` finds nothing to change: setting OpenBLAS's thread count in a forked
     child restarts its thread server, which made every BLAS call of a feature-extraction
     worker about twice as expensive in CPU.
+
+    The workers die with this process (SIGTERM, SIGINT or kill -9 of it), and leaving the
+    pool's ``with`` block by an exception kills them rather than waiting for their tasks.
+    The pool should be created by the thread that owns it: on Linux a worker's parent-death
+    signal follows the thread that started it.
     """
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=pin_threads,
-                               initargs=(threads_per_worker,))
+    pool = WorkerPool(max_workers=jobs, initializer=_init_worker,
+                      initargs=(os.getpid(), threads_per_worker))
     limits = contextlib.nullcontext()
     if multiprocessing.get_start_method(allow_none=False) == "fork":
         from threadpoolctl import threadpool_limits

@@ -183,7 +183,9 @@ def test_missing_test_audio_is_skipped_reported_and_exits_3(corpus, tmp_path, ca
     assert status == 3
     assert victim in err and "audio file not found" in err
     results = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert results["n_unscored"] == 3 and results["n_target"] + results["n_nontarget"] == 15
+    # Evaluation keeps every trial: the three of the missing recording get the defined score.
+    assert len(results["unscorable_trials"]) == 3 and results["n_target"] + results["n_nontarget"] == 18
+    assert all(victim in t for t in results["unscorable_trials"]) and results["unscorable_score"] == 0.0
     assert results["exit_status"] == 3 and any(victim in p for p in results["problems"])
 
 

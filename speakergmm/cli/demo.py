@@ -78,7 +78,8 @@ def find_demo_data(given: str | None = None) -> Path | None:
 
 
 def _run_real_demo(args: argparse.Namespace) -> int:
-    from speakergmm.cli.verification import EXIT_INPUT, _print_results, _report_problems
+    from speakergmm.cli.verification import _print_results, _report_problems
+    from speakergmm.exit_codes import EXIT_INPUT
     from speakergmm.io import ModelFileError
     from speakergmm.verification import VerificationError
     from speakergmm.verification.pipeline import VerifySettings, verify
@@ -91,7 +92,9 @@ def _run_real_demo(args: argparse.Namespace) -> int:
               "--synthetic", file=sys.stderr)
         return EXIT_INPUT
     out = Path(args.out)
-    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    from speakergmm.verification.pipeline import logger as pipeline_logger
+
+    log = None if args.quiet else pipeline_logger.info
     started = time.perf_counter()
     if log:
         log(f"demo: real voices from {data} (Free Spoken Digit Dataset subset, CC BY-SA 4.0)")
@@ -121,7 +124,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_synthetic_demo(args: argparse.Namespace) -> int:
-    from speakergmm.cli.verification import EXIT_INPUT, EXIT_USAGE, _print_results, _report_problems
+    from speakergmm.cli.verification import _print_results, _report_problems
+    from speakergmm.exit_codes import EXIT_INPUT, EXIT_USAGE
     from speakergmm.datasets.synthetic import make_synthetic_corpus
     from speakergmm.io import ModelFileError
     from speakergmm.verification import VerificationError
@@ -135,7 +139,9 @@ def _run_synthetic_demo(args: argparse.Namespace) -> int:
         print("speakergmm demo: --n-components must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
-    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    from speakergmm.verification.pipeline import logger as pipeline_logger
+
+    log = None if args.quiet else pipeline_logger.info
     started = time.perf_counter()
     print("speakergmm demo: SYNTHETIC voices (source-filter synthesis, not recordings of real "
           "speakers); the figures show the chain works, not real-world accuracy.", file=sys.stderr)

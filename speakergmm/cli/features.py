@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any, Mapping
 
-EXIT_OK = 0
-EXIT_INVALID_INPUT = 1
-EXIT_USAGE = 2
-EXIT_SKIPPED = 3
+from speakergmm.exit_codes import EXIT_INPUT as EXIT_INVALID_INPUT
+from speakergmm.exit_codes import EXIT_OK, EXIT_USAGE
+from speakergmm.exit_codes import EXIT_PARTIAL as EXIT_SKIPPED
+
+logger = logging.getLogger(__name__)
 
 _FEATURES_EPILOG = """\
 examples:
@@ -67,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "optional segments; utt2spk) into OUT_DIR: a feature cache (feats/*.npy shards "
                     "holding the frames of consecutive utterances, config.json, index.json mapping "
                     "utterance -> shard and rows, report.json, utt2spk) or, with --format kaldi, "
-                    "feats.ark + feats.scp.",
+                    "feats.ark + feats.scp. Two runs on one OUT_DIR take turns (the second waits "
+                    "for the first).",
         epilog=_FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", metavar="DATA_DIR", help="Kaldi-style data directory")
     p.add_argument("out_dir", metavar="OUT_DIR", help="feature cache directory (created or updated)")
@@ -108,8 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="cache: our feature cache (default); kaldi: OUT_DIR/feats.ark + feats.scp "
                         "(kaldiio) with utt2spk, spk2utt, utt2num_frames and config.json, a Kaldi data "
                         "directory every command reads as it is")
-    p.add_argument("--jobs", "-j", type=int, default=1,
-                   help="worker processes; 0 = all cores (default 1)")
+    p.add_argument("--jobs", "-j", type=int, default=0,
+                   help="worker processes; 0 = all cores (default: 0)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no summary lines on stderr (problems are still reported)")
     p.add_argument("--force", action="store_true", help="recompute even the features that are current")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
@@ -203,6 +208,9 @@ def _run_features(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         cache_dir = str(Path(args.out_dir) / ".speakergmm-cache")  # resumable work area
+    logger.info(f"features: configuration {config.hash()} ({config.sample_rate} Hz analysis, "
+                f"{config.n_mfcc} MFCC, deltas {config.delta_order}, CMVN {config.cmvn}, "
+                f"VAD {'on' if config.vad else 'off'}; --print-config shows all fields)")
     try:
         report = extract_data_dir(args.data_dir, cache_dir, config, jobs=args.jobs,
                                   progress=args.progress, force=args.force)
@@ -213,19 +221,20 @@ def _run_features(args: argparse.Namespace) -> int:
 
             out = write_kaldi_features(FeatureStore(cache_dir), args.out_dir,
                                        read_data_dir(args.data_dir), config)
-            print(f"wrote {out / 'feats.ark'} and {out / 'feats.scp'} ({report.n_ok} utterances)",
-                  file=sys.stderr)
+            logger.info(f"wrote {out / 'feats.ark'} and {out / 'feats.scp'} ({report.n_ok} utterances)")
     except CorpusError as exc:
         print(f"speakergmm features: invalid data directory {args.data_dir}:\n  {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     except (FeatureStoreError, OSError) as exc:
         print(f"speakergmm features: cannot write the feature cache: {exc}", file=sys.stderr)
         return EXIT_INVALID_INPUT
-    print(report.summary(), file=sys.stderr)
+    summary = report.summary().splitlines()
+    logger.info(summary[0])
+    for line in summary[1:]:
+        logger.warning(line)
     if report.skipped:
-        print(f"speakergmm features: {len(report.skipped)} of {report.n_utterances} utterance(s) "
-              f"skipped (see {report.out_dir / 'report.json'}); exit status {EXIT_SKIPPED}",
-              file=sys.stderr)
+        logger.warning(f"speakergmm features: {len(report.skipped)} of {report.n_utterances} utterance(s) "
+                       f"skipped (see {report.out_dir / 'report.json'}); exit status {EXIT_SKIPPED}")
     return report.exit_status
 
 

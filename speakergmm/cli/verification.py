@@ -1,25 +1,39 @@
 """``speakergmm train-ubm | enroll | score | evaluate | verify``: GMM-UBM speaker verification.
 
-Exit status of every subcommand: 0 on success; 3 when the job finished but skipped some
-utterances, speakers or trials (listed on stderr and in the outputs); 2 for bad arguments;
-1 for bad inputs (missing or malformed data directory, trial list, model file...).
+Exit status of every subcommand (speakergmm.exit_codes): 0 on success; 3 when the job finished
+but skipped some utterances or speakers, or scored some trials on fallback features or with
+the unscorable score (listed on stderr and in the outputs); 2 for bad arguments; 1 for bad
+inputs (missing or malformed data directory, trial list, score or model file...).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK = 0
-EXIT_INPUT = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
+from speakergmm.exit_codes import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+
+logger = logging.getLogger(__name__)
+
+#: Library parameter names -> the options that set them (for error messages).
+_FLAGS = {
+    "data_dir": "--data", "ubm_data": "--ubm-data", "enroll_data": "--enroll-data",
+    "test_data": "--test-data", "cohort_data": "--cohort-data", "cohort": "--cohort-data",
+    "trials_path": "--trials", "scores": "--scores", "n_components": "--n-components",
+    "covariance_type": "--covariance-type", "iter_per_split": "--iter-per-split",
+    "final_iter": "--final-iter", "variance_floor": "--variance-floor",
+    "frames_per_component": "--frames-per-component", "relevance_factor": "--relevance-factor",
+    "adapt": "--adapt", "top_c": "--top-c", "norm": "--norm", "norm_top_n": "--norm-top-n",
+    "jobs": "--jobs",
+}
 
 _COMMON_EPILOG = """
-exit status: 0 success; 3 finished but skipped some files, speakers or trials (listed);
-2 bad arguments; 1 bad input (missing/malformed data directory, trial list or model file).
+exit status: 0 success; 3 finished but skipped some files or speakers, or some trials were
+scored on fallback features (VAD off) or given the unscorable score 0.0 (all listed);
+2 bad arguments; 1 bad input (missing/malformed data directory, trial list, score or model file).
 """
 
 _TRAIN_EPILOG = """\
@@ -30,7 +44,8 @@ examples:
   # 256 diagonal Gaussians, 16 kHz audio, 2 worker processes
   speakergmm train-ubm --data data/train --out exp/ubm.npz -k 256 --sample-rate 16000 -j 2
 
-An interrupted run resumes from OUT.ckpt when rerun with the same arguments.
+An interrupted run resumes from its checkpoint OUT.<hash>.ckpt when rerun with the same
+arguments (runs with other settings or data keep checkpoints of their own).
 """ + _COMMON_EPILOG
 
 _ENROLL_EPILOG = """\
@@ -245,10 +260,24 @@ def _fail(command: str, message: str, status: int = EXIT_INPUT) -> int:
     return status
 
 
+def _flag_message(exc: Exception) -> str:
+    """A library error with its parameter names replaced by the options that set them."""
+    from speakergmm.verification.pipeline import InvalidArgument
+
+    if isinstance(exc, InvalidArgument):
+        return f"{_FLAGS.get(exc.argument, exc.argument)} {exc.detail}"
+    text = str(exc)
+    first = text.split(" ", 1)[0]
+    if first in _FLAGS:  # e.g. "top_c must be >= 1; got 0"
+        return _FLAGS[first] + text[len(first):]
+    return text
+
+
 def _log(args: argparse.Namespace):
-    if getattr(args, "quiet", False):
-        return None
-    return lambda line: print(line, file=sys.stderr, flush=True)
+    """The pipeline's log callback: the ``speakergmm`` logger (``-q`` silences it)."""
+    from speakergmm.verification.pipeline import logger as pipeline_logger
+
+    return pipeline_logger.info
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -281,13 +310,7 @@ def _feature_config(args: argparse.Namespace, data_dir: str | None):
         feats = getattr(args, "feats", None)
         if feats and (Path(feats) / "config.json").is_file():
             return FeatureConfig.load(Path(feats) / "config.json")  # the given cache's own
-    return default_feature_config(data_dir, args.sample_rate)
-
-
-def _check_dir(command: str, option: str, path: str | None) -> str | None:
-    if path is not None and not Path(path).is_dir():
-        return f"{option} {path}: no such directory"
-    return None
+    return default_feature_config(data_dir, args.sample_rate, log=_log(args))
 
 
 def _report_problems(command: str, problems: list[str]) -> int:
@@ -310,7 +333,7 @@ def _common_errors() -> tuple[type, ...]:
     from speakergmm.io import ModelFileError
     from speakergmm.verification import VerificationError
 
-    return (VerificationError, ModelFileError, FeatureConfigError)
+    return (VerificationError, ModelFileError, FeatureConfigError, OSError)
 
 
 # --------------------------------------------------------------------------- handlers
@@ -318,13 +341,10 @@ def _run_train_ubm(args: argparse.Namespace) -> int:
     from speakergmm.verification.pipeline import prepare_features, run_train_ubm
 
     cmd = "train-ubm"
-    problem = _check_dir(cmd, "--data", args.data)
-    if problem:
-        return _fail(cmd, problem)
     try:
         settings = settings_from_args(args)
     except ValueError as exc:
-        return _fail(cmd, str(exc), EXIT_USAGE)
+        return _fail(cmd, _flag_message(exc), EXIT_USAGE)
     log = _log(args)
     try:
         config = _feature_config(args, args.data)
@@ -335,9 +355,8 @@ def _run_train_ubm(args: argparse.Namespace) -> int:
         ubm = run_train_ubm(store, data.utterances, args.out, settings, log=log,
                             show_progress=args.progress)
     except _common_errors() as exc:
-        return _fail(cmd, str(exc))
-    if log:
-        log(f"train-ubm: {ubm.value.n_components} Gaussians -> {args.out}")
+        return _fail(cmd, _flag_message(exc))
+    log(f"train-ubm: {ubm.value.n_components} Gaussians -> {args.out}")
     return _report_problems(cmd, stage.problems)
 
 
@@ -346,75 +365,79 @@ def _run_enroll(args: argparse.Namespace) -> int:
     from speakergmm.verification.ubm import load_ubm
 
     cmd = "enroll"
-    problem = _check_dir(cmd, "--data", args.data)
-    if problem:
-        return _fail(cmd, problem)
     try:
         settings = settings_from_args(args)
     except ValueError as exc:
-        return _fail(cmd, str(exc), EXIT_USAGE)
+        return _fail(cmd, _flag_message(exc), EXIT_USAGE)
     log = _log(args)
     try:
         ubm, meta = load_ubm(args.ubm)
-        config = ubm_feature_config(meta)  # None: trained on features computed elsewhere
+        config = ubm_feature_config(meta, args.ubm)  # None: trained on features computed elsewhere
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
                                  jobs=settings.jobs, log=log, show_progress=args.progress,
                                  beside=args.feats is None)
         data, store = stage.value
-        enrolled = run_enroll(ubm, store, data.spk2utt, args.out, settings, log=log)
+        enrolled = run_enroll(ubm, store, data.spk2utt, args.out, settings, log=log,
+                              ubm_feature_config=config)
     except _common_errors() as exc:
-        return _fail(cmd, str(exc))
+        return _fail(cmd, _flag_message(exc))
     return _report_problems(cmd, stage.problems + enrolled.problems)
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from speakergmm.corpus import CorpusError, read_trials
+    from speakergmm.corpus import CorpusError, read_data_dir, read_trials
     from speakergmm.verification import SpeakerModels
-    from speakergmm.verification.pipeline import prepare_features, run_score, ubm_feature_config, write_scores
+    from speakergmm.verification.pipeline import (InvalidArgument, check_cohort, prepare_features, run_score,
+                                                  ubm_feature_config, write_scores)
     from speakergmm.verification.ubm import load_ubm
 
     cmd = "score"
-    for option, path in (("--data", args.data), ("--cohort-data", args.cohort_data)):
-        problem = _check_dir(cmd, option, path)
-        if problem:
-            return _fail(cmd, problem)
     try:
         settings = settings_from_args(args)
-    except ValueError as exc:
-        return _fail(cmd, str(exc), EXIT_USAGE)
-    if settings.norm != "none" and not args.cohort_data:
-        return _fail(cmd, f"--norm {settings.norm} needs --cohort-data", EXIT_USAGE)
+        check_cohort(settings, args.cohort_data)
+    except ValueError as exc:  # InvalidArgument included
+        return _fail(cmd, _flag_message(exc), EXIT_USAGE)
     log = _log(args)
     try:
         ubm, meta = load_ubm(args.ubm)
         models = SpeakerModels.load(args.models)
         models.check_ubm(ubm, what=f"the speaker models in {args.models}")
-        config = ubm_feature_config(meta)  # None: trained on features computed elsewhere
+        config = ubm_feature_config(meta, args.ubm)  # None: trained on features computed elsewhere
+        if not Path(args.data).is_dir():
+            raise InvalidArgument("data_dir", f"{args.data}: no such directory")
+        from speakergmm.features.external import feature_dir_kind
+
+        # The trial list is checked before any feature is computed (a folder of features
+        # elsewhere is checked once read, below).
+        known_test = None if feature_dir_kind(args.data) in ("cache", "npy") else read_data_dir(args.data)
         try:
-            trials = read_trials(args.trials, enroll=models.speaker_ids)
+            trials = read_trials(args.trials, enroll=models.speaker_ids, test=known_test)
         except CorpusError as exc:
             return _fail(cmd, str(exc))
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
                                  jobs=settings.jobs, log=log, show_progress=args.progress,
                                  beside=args.feats is None)
         data, store = stage.value
-        unknown = [t.test for t in trials if t.test not in data][:5]
-        if unknown:
-            return _fail(cmd, f"{args.trials}: test utterance(s) {', '.join(unknown)} are not in {args.data}")
+        if known_test is None:
+            unknown = [t.test for t in trials if t.test not in data][:5]
+            if unknown:
+                return _fail(cmd, f"{args.trials}: test utterance(s) {', '.join(unknown)} are not in {args.data}")
         cohort = None
         problems = list(stage.problems)
         if args.cohort_data:
-            cstage = prepare_features(args.cohort_data, _default_feats(args.out, args.cohort_data), config,
-                                      jobs=settings.jobs, log=log, show_progress=args.progress)
+            try:
+                cstage = prepare_features(args.cohort_data, _default_feats(args.out, args.cohort_data), config,
+                                          jobs=settings.jobs, log=log, show_progress=args.progress)
+            except InvalidArgument as exc:
+                raise InvalidArgument("cohort_data", exc.detail) from exc
             cohort = (cstage.value[1], cstage.value[0].spk2utt)
             problems += cstage.problems
         scored = run_score(ubm, models, store, trials, settings, cohort=cohort, log=log,
-                           show_progress=args.progress)
+                           show_progress=args.progress, audio=data.wav)
         write_scores(args.out, trials, scored.value)
     except _common_errors() as exc:
-        return _fail(cmd, str(exc))
-    if log:
-        log(f"score: wrote {args.out}")
+        return _fail(cmd, _flag_message(exc))
+    log(f"score: wrote {args.out}")
     return _report_problems(cmd, problems + scored.problems)
 
 
@@ -427,7 +450,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         results = evaluate_trials(trials, scores, args.out, plot=not args.no_plot,
                                   extra={"scores": str(args.scores)})
     except _common_errors() as exc:
-        return _fail(cmd, str(exc))
+        return _fail(cmd, _flag_message(exc))
     _print_results(results, Path(args.out))
     return EXIT_OK
 
@@ -443,7 +466,10 @@ def _print_results(results: dict[str, Any], out: Path) -> None:
         lines.append(f"identification {100 * results['identification_accuracy']:.2f} % "
                      f"of {results['n_identification_tests']} test utterances")
     lines.append(f"trials         {results['n_target']} target, {results['n_nontarget']} non-target"
-                 + (f", {results['n_unscored']} unscored" if results.get("n_unscored") else ""))
+                 + (f", {len(results['fallback_utterances'])} test utterance(s) on fallback features"
+                    if results.get("fallback_utterances") else "")
+                 + (f", {len(results['unscorable_trials'])} unscorable (score {results['unscorable_score']})"
+                    if results.get("unscorable_trials") else ""))
     lines.append(f"results        {out / 'results.json'}")
     if results.get("det_plot"):
         lines.append(f"DET plot       {results['det_plot']}")
@@ -451,26 +477,20 @@ def _print_results(results: dict[str, Any], out: Path) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from speakergmm.verification.pipeline import verify
+    from speakergmm.verification.pipeline import check_cohort, verify
 
     cmd = "verify"
-    for option, path in (("--ubm-data", args.ubm_data), ("--enroll-data", args.enroll_data),
-                         ("--test-data", args.test_data), ("--cohort-data", args.cohort_data)):
-        problem = _check_dir(cmd, option, path)
-        if problem:
-            return _fail(cmd, problem)
-    if not Path(args.trials).is_file():
-        return _fail(cmd, f"--trials {args.trials}: no such file")
     try:
         settings = settings_from_args(args)
-    except ValueError as exc:
-        return _fail(cmd, str(exc), EXIT_USAGE)
+        check_cohort(settings, args.cohort_data)
+    except ValueError as exc:  # InvalidArgument included
+        return _fail(cmd, _flag_message(exc), EXIT_USAGE)
     try:
-        config = _feature_config(args, args.ubm_data)
+        config = _feature_config(args, args.ubm_data) if Path(args.ubm_data).is_dir() else None
         results = verify(args.ubm_data, args.enroll_data, args.test_data, args.trials, args.out,
                          settings=settings, feature_config=config, cohort_data=args.cohort_data,
                          log=_log(args), show_progress=args.progress)
     except _common_errors() as exc:
-        return _fail(cmd, str(exc))
+        return _fail(cmd, _flag_message(exc))
     _print_results(results, Path(args.out))
     return _report_problems(cmd, results.get("problems", []))

@@ -29,6 +29,11 @@ class FeatureError(ValueError):
         self.reason = reason
 
 
+#: Recording rates read_audio accepts (a header outside them is damaged or hostile).
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 384000
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Read an audio file as a mono float64 signal scaled to the 16-bit range.
 
@@ -58,12 +63,23 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
         data, rate = soundfile.read(name, dtype="float64", always_2d=True)
     except FileNotFoundError:
         raise FeatureError(name, "audio file not found") from None
+    except MemoryError:
+        raise FeatureError(name, "the file's header claims more audio than fits in memory "
+                                 "(damaged file?)") from None
     except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as exc:
         raise FeatureError(name, _unreadable_reason(Path(name), exc)) from None
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        # A damaged header's rate would size the resampling filter (10 taps per unit of the
+        # rates' ratio): gigabytes for a rate of millions.
+        raise FeatureError(name, f"implausible sample rate {rate} Hz in the file's header "
+                                 f"(expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE})")
     signal = check_signal(as_mono(data), name)
     signal = signal * INT16_SCALE
     if sample_rate is not None and rate != sample_rate:
-        signal = resample(signal, rate, sample_rate)
+        try:
+            signal = resample(signal, rate, sample_rate)
+        except MemoryError:
+            raise FeatureError(name, f"out of memory resampling {rate} Hz to {sample_rate} Hz") from None
         rate = sample_rate
     return signal, int(rate)
 

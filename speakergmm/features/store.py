@@ -9,6 +9,10 @@ Cache layout (``out_dir``)::
                         (path, size, mtime)
     report.json         the last run's summary: counts and every skipped utterance with its reason
     .journal.jsonl      results of a run in progress (lets an interrupted run resume)
+    .lock               held (flock) by the run writing the cache; names its process
+
+Two runs on one cache directory serialise: the second waits for the first's lock (saying
+so on the log) and then finds its features current, so the cache is always consistent.
 
 Shards (a few dozen utterances each) rather than one file per utterance: most FSDD files
 give under 50 frames, and creating, renaming and later opening 3000 tiny files cost as much
@@ -21,9 +25,12 @@ to any more are deleted); a changed configuration, or ``force``, recomputes ever
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
+import re
 import stat
 import time
 import uuid
@@ -37,6 +44,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from speakergmm.corpus import DataDir, read_data_dir
+from speakergmm.exit_codes import EXIT_PARTIAL
 from speakergmm.features.audio import FeatureError, cut_segment, is_command, read_raw
 from speakergmm.features.config import FeatureConfig, FeatureConfigError
 from speakergmm.features.extract import get_extractor
@@ -59,14 +67,19 @@ CACHE_FORMAT = "speakergmm.FeatureCache"
 CACHE_VERSION = 1
 REPORT_FORMAT = "speakergmm.FeatureReport"
 
-#: Exit status of a batch that finished but skipped some utterances.
-EXIT_SKIPPED = 3
+#: Exit status of a batch that finished but skipped some utterances (see speakergmm.exit_codes).
+EXIT_SKIPPED = EXIT_PARTIAL
 
 _CONFIG = "config.json"
 _INDEX = "index.json"
 _REPORT = "report.json"
 _JOURNAL = ".journal.jsonl"
 _FEATS = "feats"
+_LOCK = ".lock"
+# Shard names are plain file names inside feats/: an index entry cannot point elsewhere.
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}\.npy")
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureStoreError(ValueError):
@@ -288,9 +301,11 @@ def _plan_chunks(todo: list[tuple], jobs: int, chunk_size: int | None) -> list[l
 
 # ---------------------------------------------------------------------- cache state
 def _read_json(path: Path) -> Any:
+    """The JSON document in ``path``, or None when it is missing, unreadable or malformed
+    (including nesting too deep for the parser)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -308,12 +323,20 @@ def _previous_entries(out: Path, config_hash: str) -> dict[str, dict[str, Any]]:
             for line in fh:
                 try:
                     record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by an interruption
+                except (ValueError, RecursionError):
+                    continue  # a line cut short by an interruption (or garbage)
                 if (isinstance(record, dict) and record.get("config_hash") == config_hash
                         and isinstance(record.get("entries"), dict)):
                     entries.update(record["entries"])
     return entries
+
+
+def _usable_entry(entry: Any) -> bool:
+    try:
+        _check_entry(Path(_INDEX), "", entry)
+    except FeatureStoreError:
+        return False
+    return True
 
 
 def _same_source(entry: Mapping[str, Any], path: str, st: os.stat_result | None,
@@ -391,11 +414,49 @@ def _write_speakers(out: Path, data: DataDir) -> None:
         atomic_write_text(out / "spk2gender", "".join(f"{s} {g}\n" for s, g in sorted(data.spk2gender.items())))
 
 
+# ---------------------------------------------------------------------- locking
+@contextlib.contextmanager
+def cache_lock(out: Path, wait: bool = True) -> Iterator[None]:
+    """Hold the cache directory's write lock (``out/.lock``, an advisory ``flock``).
+
+    The lock is released by the kernel when the holder exits, however it exits (even
+    ``kill -9``), so a stale lock never blocks a later run. ``wait=False`` refuses at once
+    with a :class:`FeatureStoreError` when another run holds it.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): nothing to lock with
+        logger.warning("features: no file locking on this platform; concurrent runs on %s are "
+                       "not serialised", out)
+        yield
+        return
+    fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            if not wait:
+                raise FeatureStoreError(
+                    f"{out}: another feature extraction ({holder}) is writing this cache; wait "
+                    "for it to finish or choose another output directory") from None
+            logger.warning("features: waiting for another extraction (%s) writing %s to finish",
+                        holder, out)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 # ---------------------------------------------------------------------- the batch
 def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike,
                      config: FeatureConfig | None = None, jobs: int = 1,
                      progress: bool | None = None, force: bool = False,
-                     chunk_size: int | None = None, client: Any = None) -> BatchReport:
+                     chunk_size: int | None = None, wait: bool = True,
+                     client: Any = None) -> BatchReport:
     """Extract features for every utterance of a data directory into a cache on disk.
 
     Parameters
@@ -419,6 +480,9 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     chunk_size : int, optional
         Files per task (one shard file each). Default: chunks that shrink towards the end,
         at most 128 files or 32 MiB of audio.
+    wait : bool
+        When another run is writing ``out_dir``, wait for it (default; then this run reuses
+        what it computed) instead of refusing with a :class:`FeatureStoreError`.
     client : dask.distributed.Client or concurrent.futures.Executor, optional
         Extract on a cluster instead of local processes (see :mod:`speakergmm.cluster`):
         each task reads its audio and writes its shard under ``out_dir``, which must
@@ -436,27 +500,41 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
     CorpusError
         If the data directory itself is malformed.
     FeatureStoreError
-        If ``out_dir`` cannot be used (e.g. it is a file).
+        If ``out_dir`` cannot be used (e.g. it is a file), or is locked and ``wait`` is False.
     """
     start = time.perf_counter()
     config = config if config is not None else FeatureConfig()
-    pool = as_executor(client)
-    if pool is not None:
-        jobs = executor_workers(pool)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FeatureStoreError(f"{out}: exists and is not a directory")
+    # A malformed data directory, or a folder that must not be written into (features of
+    # another kind or configuration), is refused before the cache directory is locked.
+    data_dir = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
+    if out.is_dir():
+        check_cache_config(out, config)
+    executor = as_executor(client)
+    if executor is not None:
         try:
-            return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
-                                     chunk_size, start)
+            with cache_lock(out, wait=wait):
+                return _extract_data_dir(data_dir, out_dir, config, executor_workers(executor), executor,
+                                         progress, force, chunk_size, start)
         finally:
-            pool.shutdown(wait=True)
+            executor.shutdown(wait=True)
     jobs = effective_jobs(jobs)
     get_extractor(config)  # built before any fork, so that workers inherit it
+    pool = None
     if jobs > 1:
         # Started now, the workers initialise while this process reads the data directory
         # and checks the cache (a small but serial part of the run).
         pool = worker_pool(jobs)
     try:
-        return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
-                                 chunk_size, start)
+        with cache_lock(out, wait=wait):
+            return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
+                                     chunk_size, start)
+    except BaseException:
+        if pool is not None:  # interrupted: kill the workers instead of awaiting their chunks
+            pool.terminate()
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -525,7 +603,7 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
             size = st.st_size // n_segments[path]
         seg_text = None if segment is None else str(segment)
         entry = previous.get(utt)
-        if (entry is not None and _same_source(entry, path, st, seg_text)
+        if (entry is not None and _usable_entry(entry) and _same_source(entry, path, st, seg_text)
                 and entry.get("shard") in shards_on_disk):
             entries[utt] = entry
             continue
@@ -634,6 +712,21 @@ def _remove_stale_files(feats_dir: Path, keep: set[str]) -> None:
 
 
 # ---------------------------------------------------------------------- reading
+def _check_entry(index_path: Path, utt: str, entry: Any) -> None:
+    """An index entry names a shard inside ``feats/`` and a non-negative row range."""
+    if not isinstance(entry, dict):
+        raise FeatureStoreError(f"{index_path}: entry of {utt!r} is not a JSON object (corrupt?)")
+    shard = entry.get("shard")
+    if not isinstance(shard, str) or not _SHARD_NAME.fullmatch(shard):
+        raise FeatureStoreError(f"{index_path}: entry of {utt!r} names shard {str(shard)[:80]!r}, "
+                                f"which is not a file name inside {_FEATS}/ (corrupt or tampered index)")
+    for key in ("row", "n_frames"):
+        value = entry.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise FeatureStoreError(f"{index_path}: entry of {utt!r} has {key} {str(value)[:40]!r}, "
+                                    "expected a non-negative integer (corrupt index)")
+
+
 class FeatureStream:
     """A re-iterable sequence of feature arrays (one per utterance), read lazily from a store.
 
@@ -689,7 +782,7 @@ class FeatureStore(Mapping):
             raise FeatureStoreError(f"{self.path}: not a feature cache (no {_INDEX})")
         try:
             self.config = FeatureConfig.load(self.path / _CONFIG)
-        except FeatureConfigError as exc:
+        except (FeatureConfigError, RecursionError) as exc:
             raise FeatureStoreError(f"{self.path}: unusable feature cache configuration: {exc}") from exc
         index = _read_json(index_path)
         if not isinstance(index, dict) or index.get("format") != CACHE_FORMAT:
@@ -700,7 +793,12 @@ class FeatureStore(Mapping):
         if index.get("config_hash") != self.config.hash():
             raise FeatureStoreError(f"{self.path}: index and {_CONFIG} disagree (config hash "
                                     f"{index.get('config_hash')} vs {self.config.hash()}); re-extract")
-        self._entries: dict[str, dict[str, Any]] = index.get("utterances") or {}
+        entries = index.get("utterances") or {}
+        if not isinstance(entries, dict):
+            raise FeatureStoreError(f"{index_path}: 'utterances' is not a JSON object (corrupt?)")
+        for utt, entry in entries.items():
+            _check_entry(index_path, utt, entry)
+        self._entries: dict[str, dict[str, Any]] = entries
         self.n_features = self.config.n_features
         self.data_dir = index.get("data_dir")
         self._shards: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -713,7 +811,9 @@ class FeatureStore(Mapping):
         file = self.path / _FEATS / name
         try:
             shard = np.load(file, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged .npy header fails in many ways
+            # (ValueError, EOFError, OSError, and SyntaxError or tokenize errors from
+            # numpy's parsing of the header text)
             raise FeatureStoreError(f"{file}: feature shard missing or corrupt ({exc}); re-extract") from exc
         if shard.ndim != 2 or shard.shape[1] != self.n_features or shard.dtype != np.float32:
             raise FeatureStoreError(f"{file}: feature shard holds {shard.dtype} {shard.shape}, expected "

@@ -189,10 +189,32 @@ class WordRecognizer:
         joint -= best[:, None]
         return joint - np.log(np.exp(joint).sum(axis=1, keepdims=True))
 
-    def predict(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
-        """Most probable word of each sequence (array of str)."""
-        log_proba = self.predict_log_proba(sequences)
-        return np.asarray(self.words_)[log_proba.argmax(axis=1)]
+    def predict(self, sequences: Sequence[np.ndarray], unexplained: str = "raise") -> np.ndarray:
+        """Most probable word of each sequence (array of str).
+
+        ``unexplained="label"`` gives the empty label ``""`` to a sequence that is empty or
+        that no word model can explain (too short), so one such sequence does not abort the
+        whole batch; the default ``"raise"`` refuses the batch, naming the sequence.
+        """
+        if unexplained == "raise":
+            log_proba = self.predict_log_proba(sequences)
+            return np.asarray(self.words_)[log_proba.argmax(axis=1)]
+        if unexplained != "label":
+            raise ValueError(f"unexplained must be 'raise' or 'label', got {unexplained!r}")
+        self._check_fitted()
+        if isinstance(sequences, np.ndarray) and sequences.ndim == 2:
+            sequences = [sequences]
+        seqs = list(sequences)
+        labels = np.full(len(seqs), "", dtype=object)
+        usable = [n for n, seq in enumerate(seqs) if np.ndim(seq) != 2 or np.shape(seq)[0] > 0]
+        if usable:
+            joint = self.log_likelihoods([seqs[n] for n in usable]) + self.log_priors_
+            best = joint.argmax(axis=1)
+            explained = np.isfinite(joint.max(axis=1))
+            for row, n in enumerate(usable):
+                if explained[row]:
+                    labels[n] = self.words_[best[row]]
+        return labels.astype(str)
 
     def score(self, sequences: Sequence[np.ndarray], labels: Sequence[str]) -> float:
         """Accuracy of :meth:`predict` against ``labels`` (words seen in training)."""

@@ -182,7 +182,7 @@ class SpeakerModels:
     def load(cls, path: str | Path) -> "SpeakerModels":
         """Load and validate a file written by :meth:`save`."""
         arrays, meta, _ = load_model_file(path, SPEAKER_MODELS_FORMAT, (SPEAKER_MODELS_VERSION,),
-                                          required=("speaker_ids", "means"))
+                                          required=("speaker_ids", "means"), validate=_validate_file)
         try:
             return cls(
                 [str(s) for s in arrays["speaker_ids"]], arrays["means"], arrays.get("weights"),
@@ -191,11 +191,74 @@ class SpeakerModels:
                 arrays.get("n_frames", np.zeros(0)), meta.get("feature_config"),
                 dict(meta.get("info") or {}),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: invalid speaker models ({exc})") from exc
 
 
+def _validate_file(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    """Field-by-field checks of a speaker-model file (see :func:`speakergmm.io.load_model_file`)."""
+    def fail(field: str, problem: str) -> ModelFileError:
+        return ModelFileError(f"{path}: invalid speaker models: {problem} (field {field!r})")
+
+    ids = arrays["speaker_ids"]
+    if ids.ndim != 1 or ids.dtype.kind not in "US":
+        raise fail("speaker_ids", f"expected a list of strings, got {ids.dtype} {ids.shape}")
+    S = ids.shape[0]
+    for name in ("means", "weights", "covariances", "n_frames"):
+        if name in arrays:
+            arr = arrays[name]
+            if arr.dtype.kind not in "biuf":
+                raise fail(name, f"expected real numbers, got dtype {arr.dtype}")
+            if not np.all(np.isfinite(arr)):
+                raise fail(name, "holds non-finite values")
+    means = arrays["means"]
+    if means.ndim != 3 or means.shape[0] != S or 0 in means.shape:
+        raise fail("means", f"expected shape ({S}, n_components, n_features), got {means.shape}")
+    _, K, D = means.shape
+    if "weights" in arrays:
+        w = arrays["weights"]
+        if w.shape != (S, K) or np.any(w < 0) or not np.allclose(w.sum(axis=1), 1.0, atol=1e-6):
+            raise fail("weights", f"expected non-negative rows summing to 1 of shape {(S, K)}")
+    if "covariances" in arrays:
+        c = arrays["covariances"]
+        if c.shape not in ((S, K, D), (S, K, D, D)):
+            raise fail("covariances", f"expected shape {(S, K, D)} or {(S, K, D, D)}, got {c.shape}")
+        if c.ndim == 3 and np.any(c <= 0):
+            raise fail("covariances", "variances must be positive")
+    if not isinstance(meta.get("ubm_fingerprint"), str):
+        raise fail("ubm_fingerprint", "expected a string")
+    if meta.get("covariance_type") not in ("diag", "full", "tied", "spherical"):
+        raise fail("covariance_type", f"{str(meta.get('covariance_type'))[:40]!r} is not a covariance type")
+    if meta.get("feature_config") is not None:
+        if not isinstance(meta["feature_config"], dict):
+            raise fail("feature_config", "expected a JSON object")
+        from speakergmm.features import FeatureConfig
+
+        try:
+            FeatureConfig.from_dict(meta["feature_config"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise fail("feature_config", str(exc)) from exc
+    if not isinstance(meta.get("info", {}) or {}, dict):
+        raise fail("info", "expected a JSON object")
+    if not isinstance(meta.get("adapt", "m"), str) or set(meta.get("adapt", "m")) - set("wmv"):
+        raise fail("adapt", "expected a combination of 'w', 'm', 'v'")
+
+
 # --------------------------------------------------------------------------- enrolment
+def _check_same_config(expected: Any, given: Any) -> None:
+    """Refuse enrolment features of another configuration than the UBM's."""
+    from speakergmm.features import FeatureConfig
+
+    def as_config(c: Any) -> Any:
+        return c if isinstance(c, FeatureConfig) else FeatureConfig.from_dict(dict(c))
+
+    try:
+        as_config(expected).check_compatible(as_config(given), what="enrolment features",
+                                             expected="UBM", given="enrolment features")
+    except ValueError as exc:
+        raise VerificationError(str(exc)) from exc
+
+
 def speaker_stats(ubm: GMM, source: FeatureSource, utterances: Sequence[str],
                   chunk_frames: int = 8192) -> SufficientStats:
     """Sufficient statistics of a speaker's utterances under the UBM."""
@@ -242,7 +305,11 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
         Run the batches on a cluster instead (see :mod:`speakergmm.cluster`); workers read
         the features from the source's paths. The models do not depend on where they ran.
     feature_config : FeatureConfig or dict, optional
-        Recorded with the models (defaults to the source's own configuration, if it has one).
+        The feature configuration the UBM was trained with (``load_ubm``'s metadata holds
+        it). When the source knows its own configuration (a feature store does), the two
+        must agree, as ``speakergmm enroll`` requires: a :class:`VerificationError` names
+        the differing fields otherwise. Recorded with the models (defaults to the source's
+        own configuration, if it has one).
 
     Returns
     -------
@@ -256,8 +323,11 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
     for speaker, utts in spk2utt.items():
         if not utts:
             raise VerificationError(f"speaker {speaker!r} has no enrolment utterances")
+    own_config = src.feature_config()
     if feature_config is None:
-        feature_config = src.feature_config()
+        feature_config = own_config
+    elif own_config is not None:
+        _check_same_config(feature_config, own_config)
     items = [(str(s), list(u)) for s, u in spk2utt.items()]
     executor = as_executor(client)
     if executor is not None:

@@ -17,10 +17,11 @@ feature caches, the UBM (or its checkpoint) and the speaker models already compu
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
+import logging
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from speakergmm.corpus import Trial
+from speakergmm.exit_codes import EXIT_PARTIAL
 from speakergmm.io import ModelFileError, atomic_write_json, atomic_write_text
 from speakergmm.mixture import GMM
 from speakergmm.verification.enroll import SpeakerModels, enroll_speakers
@@ -38,10 +41,13 @@ from speakergmm.verification.scoring import (
     normalize_scores,
     score_trials,
 )
-from speakergmm.verification.sources import VerificationError
+from speakergmm.verification.sources import FeatureSource, VerificationError, as_source
 from speakergmm.verification.ubm import CheckpointMismatch, UBMConfig, load_ubm, save_ubm, train_ubm
 
 __all__ = [
+    "InvalidArgument",
+    "Trial",
+    "UNSCORABLE_SCORE",
     "VerifySettings",
     "StageResult",
     "auto_components",
@@ -53,18 +59,53 @@ __all__ = [
     "write_scores",
     "read_scores",
     "evaluate_trials",
+    "evaluation_results",
+    "fallback_features",
+    "audio_rates",
+    "supported_components",
     "verify",
+    "check_cohort",
     "EXIT_PARTIAL",
 ]
 
-#: Exit status when a batch finished but skipped some files or trials.
-EXIT_PARTIAL = 3
+logger = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
 
+#: The score of a trial that cannot be scored at all (its test audio is missing or holds
+#: no frame even without VAD, or its model was not enrolled): a log-likelihood ratio of 0,
+#: no evidence either way (after score normalisation: the cohort's impostor mean). Such
+#: trials are listed in ``results.json`` (``unscorable_trials``) and set exit status 3.
+UNSCORABLE_SCORE = 0.0
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+
+def _log_info(line: str) -> None:
+    """The default ``log`` of every stage: an INFO record of this module's logger."""
+    logger.info(line)
+
+
+class InvalidArgument(VerificationError):
+    """A bad argument of a pipeline function; ``argument`` is the parameter's name (the
+    command line maps it to its option)."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(f"{argument} {message}")
+        self.argument = argument
+        self.detail = message
+
+
+def _as_trial(trial: Any) -> Trial:
+    """A :class:`~speakergmm.corpus.Trial` from a Trial or a ``(model, test, target)`` tuple
+    whose target is a bool or the label ``"target"``/``"nontarget"``."""
+    if isinstance(trial, Trial):
+        return trial
+    model, test, *rest = trial
+    target = rest[0] if rest else None
+    if isinstance(target, str):
+        if target not in ("target", "nontarget"):
+            raise VerificationError(f"trial {model} {test}: label must be target or nontarget, got {target!r}")
+        target = target == "target"
+    return Trial(str(model), str(test), None if target is None else bool(target))
 
 
 @dataclass
@@ -146,6 +187,7 @@ class StageResult:
     seconds: float
     reused: bool = False
     problems: list = dataclasses.field(default_factory=list)
+    details: dict = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- defaults
@@ -163,44 +205,74 @@ def auto_components(n_frames: int, frames_per_component: int = 300, low: int = 1
     return k
 
 
-def default_feature_config(data_dir: str | os.PathLike | None = None, sample_rate: int | None = None):
+def default_feature_config(data_dir: str | os.PathLike | None = None, sample_rate: int | None = None,
+                           log: Log | None = _log_info):
     """The front end's defaults at 8 kHz or 16 kHz.
 
-    ``sample_rate=None`` looks at the first audio file of ``data_dir``: 16 kHz when it is
-    recorded at 16 kHz or more (40 mel bands up to 8 kHz), else 8 kHz telephone band
-    (23 mel bands); both with 20 MFCC (c0 included) + deltas + delta-deltas, utterance
-    CMVN and the energy VAD.
+    ``sample_rate=None`` decides from the recording rates of *every* audio file of
+    ``data_dir`` (headers only): 16 kHz analysis when most files are recorded at 16 kHz or
+    more (40 mel bands up to 8 kHz), else the 8 kHz telephone band (23 mel bands). Files of
+    the minority are resampled at extraction and named on the log, with the choice. Both
+    configurations use 20 MFCC (c0 included) + deltas + delta-deltas, utterance CMVN and
+    the energy VAD.
     """
     from speakergmm.features import FeatureConfig
 
     if sample_rate is None:
         sample_rate = 8000
         if data_dir is not None:
-            rate = _first_audio_rate(data_dir)
-            if rate is not None and rate >= 16000:
-                sample_rate = 16000
+            decision = audio_rates(data_dir)
+            if decision is not None:
+                sample_rate, message = decision
+                if log:
+                    log(message)
     return FeatureConfig(sample_rate=int(sample_rate))
 
 
-def _first_audio_rate(data_dir: str | os.PathLike) -> int | None:
+# wav.scp commands are run only to read a rate: a few of them decide for the rest.
+_COMMANDS_PROBED = 5
+
+
+def audio_rates(data_dir: str | os.PathLike) -> tuple[int, str] | None:
+    """The analysis rate (8000 or 16000) the majority of ``data_dir``'s audio calls for, and
+    one line saying how it was decided and which files will be resampled (None when no
+    file is readable: extraction will report them)."""
     from speakergmm.corpus import CorpusError, read_data_dir
-    from speakergmm.features.audio import probe_sample_rate
+    from speakergmm.features.audio import is_command, probe_sample_rate
 
     try:
         data = read_data_dir(data_dir)
     except CorpusError:
         return None
-    for path in list(data.wav.values())[:5]:
+    rates: dict[str, int] = {}
+    commands_probed = 0
+    for utt, path in data.wav.items():
         try:
-            return probe_sample_rate(path)  # a wav.scp command is run once for this
-        except Exception:  # unreadable: feature extraction will report it
+            if is_command(path):
+                if commands_probed >= _COMMANDS_PROBED:
+                    continue
+                commands_probed += 1
+            rates[utt] = probe_sample_rate(path)
+        except Exception:  # noqa: BLE001 - unreadable: feature extraction reports it
             continue
-    return None
+    if not rates:
+        return None
+    wide = sum(rate >= 16000 for rate in rates.values())
+    analysis = 16000 if wide > len(rates) - wide else 8000
+    counts = collections.Counter(rates.values())
+    minority = [u for u, r in rates.items() if (r >= 16000) != (analysis == 16000)]
+    listed = ", ".join(f"{rate} Hz: {n}" for rate, n in sorted(counts.items()))
+    message = (f"features: {analysis} Hz analysis chosen from {len(rates)} files of {data_dir} "
+               f"({listed})")
+    if minority:
+        shown = ", ".join(f"{u} ({rates[u]} Hz)" for u in minority[:5]) + (" ..." if len(minority) > 5 else "")
+        message += f"; {len(minority)} of another band resampled: {shown}"
+    return analysis, message
 
 
 # --------------------------------------------------------------------------- features
 def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, config: Any,
-                     jobs: int = 0, log: Log | None = _stderr, show_progress: bool | None = None,
+                     jobs: int = 0, log: Log | None = _log_info, show_progress: bool | None = None,
                      beside: bool = True) -> StageResult:
     """Read a data directory and bring its feature cache up to date.
 
@@ -225,6 +297,8 @@ def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, 
     from speakergmm.features.external import open_feature_dir
 
     t0 = time.perf_counter()
+    if not Path(data_dir).is_dir():
+        raise InvalidArgument("data_dir", f"{data_dir}: no such directory")
     try:
         opened = open_feature_dir(data_dir)
     except (CorpusError, FeatureStoreError) as exc:
@@ -264,7 +338,9 @@ def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, 
     except (FeatureStoreError, OSError) as exc:
         raise VerificationError(f"cannot build the feature cache {feats_dir}: {exc}") from exc
     if log:
-        log(f"features: {report.summary().splitlines()[0]}")
+        log(f"features: {report.summary().splitlines()[0]}; configuration {config.hash()} "
+            f"({config.sample_rate} Hz, {config.n_mfcc} MFCC, deltas {config.delta_order}, "
+            f"CMVN {config.cmvn}, VAD {'on' if config.vad else 'off'})")
     problems = [str(s) for s in report.skipped]
     for line in problems:
         if log:
@@ -291,14 +367,34 @@ def _data_fingerprint(store: Any, utterances: Sequence[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+#: Fewest training frames per Gaussian a UBM size needs; below it the size is reduced.
+MIN_FRAMES_PER_COMPONENT = 10
+
+
+def supported_components(n_components: int, n_frames: int,
+                         min_frames: int = MIN_FRAMES_PER_COMPONENT) -> int:
+    """``n_components``, or the largest power of two below it that leaves at least
+    ``min_frames`` training frames per Gaussian (at least 1)."""
+    if n_frames >= n_components * min_frames:
+        return n_components
+    k = 1
+    while k * 2 <= n_components and n_frames >= k * 2 * min_frames:
+        k *= 2
+    return k
+
+
 def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.PathLike,
-                  settings: VerifySettings, log: Log | None = _stderr,
+                  settings: VerifySettings, log: Log | None = _log_info,
                   show_progress: bool | None = None) -> StageResult:
     """Train (or reuse, or resume) the UBM on ``utterances`` of a feature store.
 
     The UBM file records its training configuration and a fingerprint of the data; a file
-    that matches both is reused. Otherwise training resumes from ``<out>.ckpt`` if a
-    compatible checkpoint is there. Returns a StageResult whose value is the GMM.
+    that matches both is reused. Otherwise training resumes from its checkpoint
+    ``<out>.<hash of settings and data>.ckpt`` when one is there (a run with other settings
+    or data has its own checkpoint and never removes another's). A UBM size the data
+    cannot support (under :data:`MIN_FRAMES_PER_COMPONENT` frames per Gaussian) is reduced
+    to one it can, with one log line; components that receive no frames during training
+    are summarised in one line too. Returns a StageResult whose value is the GMM.
     """
     t0 = time.perf_counter()
     out_path = Path(out_path)
@@ -306,7 +402,12 @@ def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.Path
     if not utts:
         raise VerificationError("no UBM training utterance has features")
     total_frames = sum(store.n_frames(u) for u in utts)
-    n_components = settings.n_components or auto_components(total_frames)
+    requested = settings.n_components or auto_components(total_frames)
+    n_components = supported_components(requested, total_frames)
+    if n_components != requested and log:
+        log(f"ubm: {requested} Gaussians need at least {requested * MIN_FRAMES_PER_COMPONENT} training "
+            f"frames ({MIN_FRAMES_PER_COMPONENT} per Gaussian) and the data has {total_frames}; "
+            f"training {n_components} instead")
     config = settings.ubm_config(n_components)
     fingerprint = _data_fingerprint(store, utts)
     if out_path.is_file():
@@ -321,40 +422,72 @@ def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.Path
             pass  # unreadable: train again
         if log:
             log(f"ubm: {out_path} was trained with other settings or data; training again")
-    checkpoint = out_path.with_name(out_path.name + ".ckpt")
+    run_key = hashlib.sha256(f"{sorted(config.to_dict().items())}:{fingerprint}".encode()).hexdigest()[:12]
+    checkpoint = out_path.with_name(f"{out_path.name}.{run_key}.ckpt")
     if log:
         log(f"ubm: training {n_components} {settings.covariance_type} Gaussians on {len(utts)} "
             f"utterances ({total_frames} frames)")
     kwargs = dict(config=config, utterances=utts, jobs=settings.jobs, checkpoint=checkpoint,
                   log=log, show_progress=show_progress)
-    try:
-        result = train_ubm(store, **kwargs)
-    except CheckpointMismatch as exc:
-        if log:
-            log(f"ubm: {exc}; starting afresh")
-        checkpoint.unlink(missing_ok=True)
-        result = train_ubm(store, **kwargs)
+    from speakergmm.mixture.update import EmptyComponentWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptyComponentWarning)
+        try:
+            result = train_ubm(store, **kwargs)
+        except CheckpointMismatch as exc:
+            # Unreadable or foreign: set aside (never deleted), then start afresh.
+            stale = checkpoint.with_name(checkpoint.name + ".stale")
+            if log:
+                log(f"ubm: {exc}; kept as {stale.name}, starting afresh")
+            checkpoint.replace(stale)
+            result = train_ubm(store, **kwargs)
+    empty = [w for w in caught if issubclass(w.category, EmptyComponentWarning)]
+    for w in caught:
+        if not issubclass(w.category, EmptyComponentWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if empty and log:
+        log(f"ubm: {len(empty)} EM update(s) left some Gaussians without frames (they kept their "
+            f"previous parameters; last: {str(empty[-1].message)[:160]})")
     save_ubm(out_path, result.gmm, feature_config=store.config, training={
         "config": config.to_dict(), "data_fingerprint": fingerprint, "n_utterances": len(utts),
         "n_frames": result.n_frames, "log_likelihood": result.history[-1],
-        "seconds": round(result.seconds, 3),
+        "seconds": round(result.seconds, 3), "requested_components": requested,
     })
     checkpoint.unlink(missing_ok=True)
     return StageResult(result.gmm, time.perf_counter() - t0)
 
 
-def ubm_feature_config(meta: Mapping[str, Any]):
-    """The FeatureConfig recorded in a UBM file's metadata (None when absent)."""
+def ubm_feature_config(meta: Mapping[str, Any], path: str | os.PathLike | None = None):
+    """The FeatureConfig recorded in a UBM file's metadata (None when absent).
+
+    Raises
+    ------
+    ModelFileError
+        When the recorded configuration is not a valid FeatureConfig (naming ``path``).
+    """
     from speakergmm.features import FeatureConfig
 
     fc = meta.get("feature_config")
-    return FeatureConfig.from_dict(fc) if fc else None
+    if not fc:
+        return None
+    where = f"{path}: " if path is not None else ""
+    if not isinstance(fc, dict):
+        raise ModelFileError(f"{where}invalid UBM file: expected a JSON object (field 'feature_config')")
+    try:
+        return FeatureConfig.from_dict(fc)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelFileError(f"{where}invalid UBM file: {exc} (field 'feature_config')") from exc
 
 
 # --------------------------------------------------------------------------- enrolment
 def run_enroll(ubm: GMM, store: Any, spk2utt: Mapping[str, Sequence[str]], out_path: str | os.PathLike,
-               settings: VerifySettings, log: Log | None = _stderr) -> StageResult:
+               settings: VerifySettings, log: Log | None = _log_info,
+               ubm_feature_config: Any = None) -> StageResult:
     """MAP-enrol every speaker (or reuse ``out_path`` when it matches UBM, data and settings).
+
+    ``ubm_feature_config`` (the configuration recorded in the UBM file) is checked against
+    the store's: enrolment features of another configuration are refused.
 
     Utterances without features are left out (listed in ``problems``); a speaker left with
     none is not enrolled (listed too). Returns a StageResult whose value is SpeakerModels.
@@ -388,7 +521,9 @@ def run_enroll(ubm: GMM, store: Any, spk2utt: Mapping[str, Sequence[str]], out_p
         except ModelFileError:
             pass
     models = enroll_speakers(ubm, store, usable, relevance_factor=settings.relevance_factor,
-                             adapt=settings.adapt, jobs=settings.jobs, feature_config=store.config)
+                             adapt=settings.adapt, jobs=settings.jobs,
+                             feature_config=ubm_feature_config if ubm_feature_config is not None
+                             else store.config)
     models.info = info
     models.save(out_path)
     if log:
@@ -405,42 +540,123 @@ def _spread(items: Sequence[str], n: int) -> list[str]:
     return [items[i] for i in picks]
 
 
+class _WithFallback(FeatureSource):
+    """A feature store plus the fallback features of some of its test utterances."""
+
+    def __init__(self, store: Any, extra: Mapping[str, np.ndarray]):
+        self.base = as_source(store)
+        self.extra = dict(extra)
+
+    def ids(self) -> list[str]:
+        base = self.base.ids()
+        known = set(base)
+        return base + [u for u in self.extra if u not in known]
+
+    def load(self, utt_id: str) -> np.ndarray:
+        if utt_id in self.extra:
+            return self.extra[utt_id]
+        return self.base.load(utt_id)
+
+    def feature_config(self) -> Any:
+        return self.base.feature_config()
+
+
+def fallback_features(path: str | os.PathLike | None, config: Any) -> tuple[np.ndarray | None, str]:
+    """Features of a test recording the energy VAD kept nothing of: all its frames, VAD off.
+
+    Returns ``(features, how)`` or ``(None, why not)`` (no audio path, unreadable audio,
+    not even one frame).
+    """
+    if path is None or config is None:
+        return None, "no audio to fall back to"
+    from speakergmm.features.audio import FeatureError
+    from speakergmm.features.extract import get_extractor
+
+    try:
+        extraction = get_extractor(config.replace(vad=False)).extract_full(path)
+    except FeatureError as exc:
+        return None, f"no fallback either ({exc.reason})"
+    except Exception as exc:  # noqa: BLE001 - any unreadable audio ends the same way
+        return None, f"no fallback either ({type(exc).__name__}: {exc})"
+    n = int(extraction.features.shape[0])
+    if n == 0:
+        return None, "no fallback either (not one frame)"
+    return np.asarray(extraction.features), f"scored on all {n} frames with the VAD off (fallback)"
+
+
 def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any],
               settings: VerifySettings, cohort: tuple[Any, Mapping[str, Sequence[str]]] | None = None,
-              log: Log | None = _stderr, show_progress: bool | None = None) -> StageResult:
-    """Score trials (``(model, test_utt, ...)`` tuples); value is the float array.
+              log: Log | None = _log_info, show_progress: bool | None = None,
+              audio: Mapping[str, str] | None = None) -> StageResult:
+    """Score every trial; the value is the float array, one finite score per trial.
 
-    Trials whose test utterance has no features (or whose model was not enrolled) get NaN
-    and are listed in ``problems``. With ``settings.norm != "none"``, ``cohort`` gives an
-    impostor cohort ``(feature store, spk2utt)``: its speakers (those not enrolled) become
-    T-norm models and its utterances (at most ``cohort_max_utterances``) Z-norm segments.
+    A test utterance without features (e.g. one of which the energy VAD kept no frame) is
+    scored on all its frames with the VAD off when ``audio`` (utterance -> audio path)
+    names its recording; that is said on the log, in ``problems`` and in
+    ``details["fallback"]``. A trial that cannot be scored at all (no audio, no frame even
+    without VAD, or a model that was not enrolled) gets :data:`UNSCORABLE_SCORE`, listed in
+    ``problems`` and ``details["unscorable"]``: evaluation rules need a score for every
+    trial. With ``settings.norm != "none"``, ``cohort`` gives an impostor cohort
+    ``(feature store, spk2utt)``: its speakers (those not enrolled) become T-norm models and
+    its utterances (at most ``cohort_max_utterances``) Z-norm segments.
     """
     t0 = time.perf_counter()
+    trials = [_as_trial(t) for t in trials]
+    if settings.norm != "none" and cohort is None:
+        raise InvalidArgument("cohort", f"is needed by score normalisation {settings.norm} "
+                                        "(an impostor cohort)")
     models.check_ubm(ubm)
     problems: list[str] = []
+    unscorable: dict[str, str] = {}
     known = set(models.speaker_ids)
-    ok = np.array([t[0] in known for t in trials], dtype=bool)
-    for speaker in sorted({t[0] for t in trials if t[0] not in known}):
-        problems.append(f"model {speaker}: not enrolled; its trials are not scored")
-    pairs = [(t[0], t[1]) for t, good in zip(trials, ok) if good]
+    ok = np.array([t.enroll in known for t in trials], dtype=bool)
+    for speaker in sorted({t.enroll for t in trials if t.enroll not in known}):
+        unscorable[f"model {speaker}"] = "not enrolled"
+    pairs = [(t.enroll, t.test) for t, good in zip(trials, ok) if good]
     errors: dict[str, str] = {}
     scores = np.full(len(trials), np.nan)
-    scored = score_trials(ubm, models, store, pairs, top_c=settings.top_c, exact=settings.exact,
-                          jobs=settings.jobs, errors=errors, show_progress=show_progress)
-    scores[ok] = scored
-    problems.extend(f"test utterance {utt}: {reason}" for utt, reason in sorted(errors.items()))
+    scores[ok] = score_trials(ubm, models, store, pairs, top_c=settings.top_c, exact=settings.exact,
+                              jobs=settings.jobs, errors=errors, show_progress=show_progress)
+    extra: dict[str, np.ndarray] = {}
+    fallback: dict[str, str] = {}
+    config = getattr(store, "config", None)
+    for utt, reason in sorted(errors.items()):
+        features, how = fallback_features((audio or {}).get(utt), config)
+        if features is None:
+            unscorable[f"test utterance {utt}"] = f"{reason}; {how}"
+        else:
+            extra[utt] = features
+            fallback[utt] = f"{reason}; {how}"
+    source: Any = store
+    if extra:
+        source = _WithFallback(store, extra)
+        redo = np.array([good and t.test in extra for t, good in zip(trials, ok)], dtype=bool)
+        scores[redo] = score_trials(ubm, models, extra, [(t.enroll, t.test) for t, r in zip(trials, redo) if r],
+                                    top_c=settings.top_c, exact=settings.exact, jobs=1)
     if settings.norm != "none":
-        if cohort is None:
-            raise VerificationError(f"score normalisation {settings.norm} needs an impostor cohort "
-                                    "(--cohort-data)")
         cohort_store, cohort_spk2utt = cohort
-        scores = _normalise(ubm, models, store, trials, scores, settings, cohort_store, cohort_spk2utt, log)
+        scores = _normalise(ubm, models, source, trials, scores, settings, cohort_store, cohort_spk2utt, log)
+    bad = ~np.isfinite(scores)
+    scores[bad] = UNSCORABLE_SCORE
+    counts = collections.Counter(t.test for t in trials)
+    model_counts = collections.Counter(t.enroll for t in trials)
+    for utt, how in fallback.items():
+        problems.append(f"test utterance {utt}: {how} ({counts[utt]} trial(s))")
+    for what, why in unscorable.items():
+        n = model_counts[what[6:]] if what.startswith("model ") else counts[what[len("test utterance "):]]
+        problems.append(f"{what}: cannot be scored ({why}); its {n} trial(s) get the score "
+                        f"{UNSCORABLE_SCORE}")
     if log:
-        n_ok = int(np.isfinite(scores).sum())
-        log(f"score: {n_ok} of {len(trials)} trials scored"
+        log(f"score: {len(trials)} trials scored"
+            + (f" ({int(sum(counts[u] for u in fallback))} on fallback features)" if fallback else "")
+            + (f", {int(bad.sum())} unscorable given {UNSCORABLE_SCORE}" if bad.any() else "")
             + (f", normalised with {settings.norm}" if settings.norm != "none" else "")
             + f" (top-{settings.top_c} of {ubm.n_components})" * (not settings.exact))
-    return StageResult(scores, time.perf_counter() - t0, problems=problems)
+        for line in problems:
+            log(f"score: {line}")
+    return StageResult(scores, time.perf_counter() - t0, problems=problems,
+                       details={"fallback": fallback, "unscorable": unscorable,
+                                "unscorable_trials": [f"{t.enroll} {t.test}" for t, b in zip(trials, bad) if b]})
 
 
 def _normalise(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any], scores: np.ndarray,
@@ -462,7 +678,7 @@ def _normalise(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any
                                         relevance_factor=settings.relevance_factor, adapt=settings.adapt,
                                         jobs=settings.jobs, feature_config=cohort_store.config)
     finite = np.isfinite(scores)
-    test_utts = sorted({t[1] for t, good in zip(trials, finite) if good})
+    test_utts = sorted({t.test for t, good in zip(trials, finite) if good})
     col = {u: j for j, u in enumerate(test_utts)}
     matrices = cohort_scores(ubm, models, cohort_models,
                              cohort_store if settings.norm != "tnorm" else None, z_utts,
@@ -472,38 +688,36 @@ def _normalise(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any
         log(f"score: {settings.norm} with a cohort of {len(cohort_speakers)} speakers / {len(z_utts)} utterances")
     out = np.full(len(trials), np.nan)
     idx = np.flatnonzero(finite)
-    model_index = np.array([models.index(trials[i][0]) for i in idx], dtype=int)
-    test_index = np.array([col[trials[i][1]] for i in idx], dtype=int)
+    model_index = np.array([models.index(trials[i].enroll) for i in idx], dtype=int)
+    test_index = np.array([col[trials[i].test] for i in idx], dtype=int)
     out[idx] = normalize_scores(settings.norm, scores[idx], model_index, test_index, matrices,
                                 top_n=settings.norm_top_n)
     return out
 
 
 def write_scores(path: str | os.PathLike, trials: Sequence[Any], scores: np.ndarray) -> None:
-    """Write ``model test-utt score [target|nontarget]`` lines (NaN for unscored trials)."""
+    """Write ``model test-utt score [target|nontarget]`` lines (``nan`` for a non-finite score)."""
     lines = []
-    for trial, score in zip(trials, scores):
-        label = ""
-        if len(trial) > 2 and trial[2] is not None:
-            label = " target" if trial[2] is True or trial[2] == "target" else " nontarget"
-        lines.append(f"{trial[0]} {trial[1]} {score:.6f}{label}" if np.isfinite(score)
-                     else f"{trial[0]} {trial[1]} nan{label}")
+    for trial, score in zip(map(_as_trial, trials), scores):
+        label = "" if trial.target is None else (" target" if trial.target else " nontarget")
+        value = f"{score:.6f}" if np.isfinite(score) else "nan"
+        lines.append(f"{trial.enroll} {trial.test} {value}{label}")
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def read_scores(path: str | os.PathLike, trials_path: str | os.PathLike | None = None
-                ) -> tuple[list[tuple[str, str, bool]], np.ndarray]:
+                ) -> tuple[list[Trial], np.ndarray]:
     """Read a score file; labels from its 4th column or from a trial list.
 
     Raises
     ------
     VerificationError
-        Naming the file and line of a malformed line, an unknown label, a trial with no
-        label, or a duplicate.
+        Naming the file and line of a malformed line, a score that is not a finite number,
+        an unknown label, a trial with no label, or a duplicate.
     """
     path = Path(path)
     if not path.is_file():
-        raise VerificationError(f"{path}: no such score file")
+        raise InvalidArgument("scores", f"{path}: no such score file")
     labels: dict[tuple[str, str], bool] = {}
     if trials_path is not None:
         from speakergmm.corpus import CorpusError, read_trials
@@ -512,11 +726,15 @@ def read_scores(path: str | os.PathLike, trials_path: str | os.PathLike | None =
             labels = {(t.enroll, t.test): t.target for t in read_trials(trials_path)}
         except CorpusError as exc:
             raise VerificationError(str(exc)) from exc
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise VerificationError(f"{path}: not a text score file ({exc.reason} at byte {exc.start})") from exc
     problems: list[str] = []
-    trials: list[tuple[str, str, bool]] = []
+    trials: list[Trial] = []
     values: list[float] = []
     seen: set[tuple[str, str]] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -527,7 +745,11 @@ def read_scores(path: str | os.PathLike, trials_path: str | os.PathLike | None =
         try:
             value = float(parts[2])
         except ValueError:
-            problems.append(f"{path}:{number}: score {parts[2]!r} is not a number")
+            problems.append(f"{path}:{number}: score {parts[2][:40]!r} is not a number")
+            continue
+        if not np.isfinite(value):
+            problems.append(f"{path}:{number}: score {parts[2][:40]!r} of trial {parts[0]} {parts[1]} "
+                            "is not a finite number (every trial needs a score)")
             continue
         key = (parts[0], parts[1])
         if key in seen:
@@ -536,16 +758,16 @@ def read_scores(path: str | os.PathLike, trials_path: str | os.PathLike | None =
         seen.add(key)
         if len(parts) == 4:
             if parts[3] not in ("target", "nontarget"):
-                problems.append(f"{path}:{number}: label must be target or nontarget, got {parts[3]!r}")
+                problems.append(f"{path}:{number}: label must be target or nontarget, got {parts[3][:40]!r}")
                 continue
             target = parts[3] == "target"
         elif key in labels:
             target = labels[key]
         else:
             problems.append(f"{path}:{number}: trial {parts[0]} {parts[1]} has no label "
-                            "(give --trials, or a 4th column)")
+                            "(give a trial list, or a 4th column)")
             continue
-        trials.append((parts[0], parts[1], target))
+        trials.append(Trial(parts[0], parts[1], target))
         values.append(value)
         if len(problems) > 20:
             break
@@ -555,70 +777,91 @@ def read_scores(path: str | os.PathLike, trials_path: str | os.PathLike | None =
 
 
 # --------------------------------------------------------------------------- evaluation
-def _identification(trials: Sequence[tuple[str, str, bool]], scores: np.ndarray) -> dict[str, Any] | None:
+def _identification(trials: Sequence[Trial], scores: np.ndarray) -> dict[str, Any] | None:
     """Closed-set identification, when every test utterance is scored against every model
     and has exactly one target model."""
     from speakergmm import metrics
 
-    models = sorted({t[0] for t in trials})
-    utts = sorted({t[1] for t in trials})
+    models = sorted({t.enroll for t in trials})
+    utts = sorted({t.test for t in trials})
     if len(models) < 2 or len(trials) != len(models) * len(utts):
         return None
     m_index = {m: i for i, m in enumerate(models)}
     u_index = {u: j for j, u in enumerate(utts)}
     matrix = np.full((len(utts), len(models)), np.nan)
     truth = np.full(len(utts), -1)
-    for (model, utt, target), score in zip(trials, scores):
-        matrix[u_index[utt], m_index[model]] = score
-        if target:
-            if truth[u_index[utt]] >= 0:
+    for trial, score in zip(trials, scores):
+        matrix[u_index[trial.test], m_index[trial.enroll]] = score
+        if trial.target:
+            if truth[u_index[trial.test]] >= 0:
                 return None  # two target models for one utterance: not closed-set
-            truth[u_index[utt]] = m_index[model]
+            truth[u_index[trial.test]] = m_index[trial.enroll]
     if np.any(truth < 0) or not np.all(np.isfinite(matrix)):
         return None
     return {"identification_accuracy": metrics.identification_accuracy(matrix, truth),
             "n_identification_tests": len(utts)}
 
 
-def evaluate_trials(trials: Sequence[tuple[str, str, bool]], scores: np.ndarray, out_dir: str | os.PathLike,
+def evaluation_results(trials: Sequence[Any], scores: np.ndarray, out_dir: str | os.PathLike | None = None,
+                       title: str | None = None, plot: bool = True) -> dict[str, Any]:
+    """Metrics of scored trials (and ``out_dir/det.png``), without writing ``results.json``.
+
+    Every trial needs a finite score: a NaN or infinite one is a :class:`VerificationError`
+    naming the trials (a trial without a score must never silently leave the evaluation).
+    """
+    from speakergmm import metrics
+
+    trials = [_as_trial(t) for t in trials]
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(trials),):
+        raise InvalidArgument("scores", f"has shape {scores.shape}, expected one score per trial ({len(trials)})")
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        shown = ", ".join(f"{trials[i].enroll} {trials[i].test} ({scores[i]})" for i in bad[:5])
+        raise VerificationError(f"{bad.size} trial(s) have no finite score: {shown}"
+                                + (" ..." if bad.size > 5 else ""))
+    unlabelled = [t for t in trials if t.target is None]
+    if unlabelled:
+        raise VerificationError(f"trial {unlabelled[0].enroll} {unlabelled[0].test} has no target/nontarget label")
+    labels = np.array([t.target for t in trials], dtype=bool)
+    tar, non = scores[labels], scores[~labels]
+    if tar.size == 0 or non.size == 0:
+        raise VerificationError(f"cannot evaluate: {tar.size} target and {non.size} non-target "
+                                "trials (both kinds are needed)")
+    results: dict[str, Any] = metrics.evaluate_scores(tar, non)
+    ident = _identification(trials, scores)
+    results["identification_accuracy"] = None if ident is None else ident["identification_accuracy"]
+    results["n_identification_tests"] = None if ident is None else ident["n_identification_tests"]
+    results["det_plot"] = None
+    if plot and out_dir is not None:
+        try:
+            from speakergmm.plotting import plot_det
+
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            results["det_plot"] = str(plot_det({"GMM-UBM": (tar, non)}, Path(out_dir) / "det.png",
+                                               title=title or "DET curve"))
+        except ImportError as exc:  # matplotlib is optional
+            results["det_plot_error"] = f"no DET plot: {exc}"
+    return results
+
+
+def evaluate_trials(trials: Sequence[Any], scores: np.ndarray, out_dir: str | os.PathLike,
                     title: str | None = None, extra: Mapping[str, Any] | None = None,
                     plot: bool = True) -> dict[str, Any]:
     """Metrics of scored trials, written to ``out_dir/results.json`` (+ ``det.png``).
 
-    Unscored (NaN) trials are left out and counted in ``n_unscored``. The keys are those of
-    :func:`speakergmm.metrics.evaluate_scores` (``eer`` and ``min_dcf`` as fractions,
-    ``n_target``, ``n_nontarget``, minDCF/actual DCF at SRE08 and SRE10, ``cllr``), plus
-    ``identification_accuracy`` (closed-set; None unless every test utterance was scored
-    against every model), ``det_plot`` and whatever ``extra`` holds.
+    ``trials`` are :class:`~speakergmm.corpus.Trial` (or ``(model, test, target)`` tuples);
+    every one needs a finite score (:class:`VerificationError` otherwise). The keys are
+    those of :func:`speakergmm.metrics.evaluate_scores` (``eer`` and ``min_dcf`` as
+    fractions, ``n_target``, ``n_nontarget``, minDCF/actual DCF at SRE08 and SRE10,
+    ``cllr``), plus ``identification_accuracy`` (closed-set; None unless every test
+    utterance was scored against every model), ``det_plot`` and whatever ``extra`` holds.
     """
-    from speakergmm import metrics
-
-    out_dir = Path(out_dir)
-    scores = np.asarray(scores, dtype=np.float64)
-    finite = np.isfinite(scores)
-    labels = np.array([bool(t[2]) for t in trials], dtype=bool)
-    tar, non = scores[finite & labels], scores[finite & ~labels]
-    if tar.size == 0 or non.size == 0:
-        raise VerificationError(f"cannot evaluate: {tar.size} target and {non.size} non-target "
-                                "scored trials (both kinds are needed)")
-    results: dict[str, Any] = metrics.evaluate_scores(tar, non)
-    results["n_unscored"] = int((~finite).sum())
-    ident = _identification([t for t, f in zip(trials, finite) if f], scores[finite])
-    results["identification_accuracy"] = None if ident is None else ident["identification_accuracy"]
-    results["n_identification_tests"] = None if ident is None else ident["n_identification_tests"]
-    results["det_plot"] = None
-    if plot:
-        try:
-            from speakergmm.plotting import plot_det
-
-            results["det_plot"] = str(plot_det({"GMM-UBM": (tar, non)}, out_dir / "det.png",
-                                               title=title or "DET curve"))
-        except ImportError as exc:  # matplotlib is optional
-            results["det_plot_error"] = f"no DET plot: {exc}"
+    results = evaluation_results(trials, scores, out_dir, title=title, plot=plot)
     if extra:
         results.update(extra)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "results.json", results)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out_dir) / "results.json", results)
     return results
 
 
@@ -635,27 +878,38 @@ def _feature_dirs(out: Path, dirs: Mapping[str, Path]) -> dict[str, Path]:
     return result
 
 
+def check_cohort(settings: VerifySettings, cohort_data: Any) -> None:
+    """Score normalisation needs an impostor cohort: :class:`InvalidArgument` otherwise."""
+    if settings.norm != "none" and cohort_data is None:
+        raise InvalidArgument("cohort_data", f"is needed by norm={settings.norm!r} (impostor speakers)")
+
+
 def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_data: str | os.PathLike,
            trials_path: str | os.PathLike, out_dir: str | os.PathLike,
            settings: VerifySettings | None = None, feature_config: Any = None,
-           cohort_data: str | os.PathLike | None = None, log: Log | None = _stderr,
+           cohort_data: str | os.PathLike | None = None, log: Log | None = _log_info,
            show_progress: bool | None = None, title: str | None = None,
            extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The whole chain: features, UBM, enrolment, scoring, evaluation (resumable).
 
     Writes into ``out_dir``: ``features/<ubm|enroll|test|cohort>/`` (feature caches),
-    ``ubm.npz``, ``speakers.npz``, ``scores.txt``, ``results.json`` and ``det.png``.
-    Returns the results dict, which also holds ``timings`` (seconds per stage),
-    ``reused`` (stages taken from a previous run) and ``problems`` (skipped files, models
-    and trials; ``exit_status`` is 3 when there are any).
+    ``ubm.npz``, ``speakers.npz``, ``scores.txt``, ``results.json`` (once, at the end) and
+    ``det.png``. Returns the results dict, which also holds ``timings`` (seconds per
+    stage), ``reused`` (stages taken from a previous run), ``problems`` (skipped files,
+    models and trials), ``fallback_utterances`` / ``unscorable_trials`` (see :func:`run_score`)
+    and ``exit_status`` (:data:`~speakergmm.exit_codes.EXIT_PARTIAL` when there are
+    problems).
 
     Raises
     ------
+    InvalidArgument
+        A missing directory or file, or ``norm`` without ``cohort_data``; ``argument``
+        names the parameter.
     VerificationError
-        On bad inputs (missing or malformed data directories, trial lines naming unknown
-        speakers or utterances, ...), with a message naming the file and what is wrong.
+        On bad inputs (malformed data directories, trial lines naming unknown speakers or
+        utterances, ...), with a message naming the file and what is wrong.
     """
-    from speakergmm.corpus import CorpusError, read_trials
+    from speakergmm.corpus import CorpusError, read_data_dir, read_trials
 
     settings = settings or VerifySettings()
     out = Path(out_dir)
@@ -664,25 +918,22 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
         dirs["cohort"] = Path(cohort_data)
     for name, d in dirs.items():
         if not d.is_dir():
-            raise VerificationError(f"--{name}-data {d}: no such directory")
+            raise InvalidArgument(f"{name}_data", f"{d}: no such directory")
     if not Path(trials_path).is_file():
-        raise VerificationError(f"--trials {trials_path}: no such file")
-    if settings.norm != "none" and cohort_data is None:
-        raise VerificationError(f"--norm {settings.norm} needs --cohort-data (impostor speakers)")
+        raise InvalidArgument("trials_path", f"{trials_path}: no such file")
+    check_cohort(settings, cohort_data)
     out.mkdir(parents=True, exist_ok=True)
     from speakergmm.features.external import feature_dir_kind
 
     config = feature_config
     if config is None and feature_dir_kind(ubm_data) is None:
-        config = default_feature_config(ubm_data)
+        config = default_feature_config(ubm_data, log=log)
     caches = _feature_dirs(out, dirs)
     timings: dict[str, float] = {}
     reused: list[str] = []
     problems: list[str] = []
 
     # 1. features (the trial list is checked first: a bad one fails in a second, not after minutes)
-    from speakergmm.corpus import read_data_dir
-
     try:
         from speakergmm.features import FeatureStoreError
         from speakergmm.features.external import open_feature_dir
@@ -720,29 +971,33 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
 
     # 3. enrolment
     enroll_data_dir, enroll_store = stores["enroll"]
-    stage = run_enroll(ubm, enroll_store, enroll_data_dir.spk2utt, out / "speakers.npz", settings, log=log)
+    stage = run_enroll(ubm, enroll_store, enroll_data_dir.spk2utt, out / "speakers.npz", settings, log=log,
+                       ubm_feature_config=ubm_store.config)
     models = stage.value
     timings["enroll"] = stage.seconds
     problems.extend(stage.problems)
     if stage.reused:
         reused.append("enroll")
 
-    # 4. scoring
+    # 4. scoring (every trial gets a score: fallback features, or UNSCORABLE_SCORE)
     cohort = None
     if "cohort" in stores:
         cohort_dir, cohort_store = stores["cohort"]
         cohort = (cohort_store, cohort_dir.spk2utt)
-    _, test_store = stores["test"]
-    stage = run_score(ubm, models, test_store, trials, settings, cohort=cohort, log=log,
-                      show_progress=show_progress)
-    scores = stage.value
-    timings["score"] = stage.seconds
-    problems.extend(stage.problems)
+    test_data_dir, test_store = stores["test"]
+    scored = run_score(ubm, models, test_store, trials, settings, cohort=cohort, log=log,
+                       show_progress=show_progress, audio=test_data_dir.wav)
+    scores = scored.value
+    timings["score"] = scored.seconds
+    problems.extend(scored.problems)
     write_scores(out / "scores.txt", trials, scores)
 
-    # 5. evaluation
+    # 5. evaluation, and results.json written once
     t0 = time.perf_counter()
-    info = {
+    results = evaluation_results(trials, scores, out, title=title)
+    timings["evaluate"] = time.perf_counter() - t0
+    timings["total"] = sum(timings.values())
+    results.update({
         "ubm_components": ubm.n_components,
         "n_speakers": len(models),
         "n_trials": len(trials),
@@ -753,14 +1008,13 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
         "scores": str(out / "scores.txt"),
         "reused": reused,
         "problems": problems,
+        "fallback_utterances": {utt: how for utt, how in scored.details["fallback"].items()},
+        "unscorable_trials": scored.details["unscorable_trials"],
+        "unscorable_score": UNSCORABLE_SCORE,
         "exit_status": EXIT_PARTIAL if problems else 0,
-    }
-    info.update(extra or {})
-    results = evaluate_trials([(t.enroll, t.test, t.target) for t in trials], scores, out, title=title,
-                              extra=info)
-    timings["evaluate"] = time.perf_counter() - t0
-    timings["total"] = sum(timings.values())
-    results["timings"] = {k: round(v, 3) for k, v in timings.items()}
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    })
+    results.update(extra or {})
     atomic_write_json(out / "results.json", results)
     if log:
         log(f"results: EER {100 * results['eer']:.2f}%, minDCF(SRE08) {results['min_dcf']:.4f}"

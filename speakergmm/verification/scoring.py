@@ -137,18 +137,22 @@ def _diag_differences(delta: _DiagDelta, X: np.ndarray, idx: np.ndarray) -> np.n
 def _combine(ubm_top: np.ndarray, diffs: np.ndarray) -> np.ndarray:
     """Per-frame LLR from the UBM's top-C log-joints and the speakers' differences.
 
-    ``log sum_c p_s(x, c) - log sum_c p_ubm(x, c) = log sum_c post_c exp(diff_c)`` with
-    ``post`` the UBM's posteriors within the top C: no large numbers are subtracted.
+    ``log sum_c p_s(x, c) - log sum_c p_ubm(x, c) = logsumexp_c(log post_c + diff_c)`` with
+    ``post`` the UBM's posteriors within the top C, all in the log domain: a component whose
+    UBM posterior underflows (features far from the UBM, e.g. of another normalisation) can
+    still carry a large difference, and the frame's LLR stays finite.
     """
     m = ubm_top.max(axis=1, keepdims=True)
-    post = np.exp(ubm_top - m)
-    post /= post.sum(axis=1, keepdims=True)
-    dmax = diffs.max(axis=1)                                      # (N, S)
-    finite = np.isfinite(dmax)
-    dmax = np.where(finite, dmax, 0.0)
-    acc = np.einsum("nc,ncs->ns", post, np.exp(diffs - dmax[:, None, :]))
+    m = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore"):
-        return np.log(acc) + dmax
+        log_post = ubm_top - (np.log(np.exp(ubm_top - m).sum(axis=1, keepdims=True)) + m)
+    z = diffs + log_post[:, :, None]                              # (N, C, S)
+    zmax = z.max(axis=1)                                          # (N, S)
+    zmax = np.where(np.isfinite(zmax), zmax, 0.0)
+    np.subtract(z, zmax[:, None, :], out=z)
+    np.exp(z, out=z)
+    with np.errstate(divide="ignore"):
+        return np.log(z.sum(axis=1)) + zmax
 
 
 def frame_llr(ubm: GMM, models: SpeakerModels, X: np.ndarray, rows: Sequence[int] | None = None,
