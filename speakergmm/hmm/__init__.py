@@ -11,8 +11,10 @@
 The hot loops (forward-backward, Viterbi) are numba kernels in :mod:`speakergmm.hmm._kernels`.
 """
 
-from speakergmm.hmm.model import GMMHMM, NoPathError, check_sequences
+from speakergmm.hmm.model import (GMMHMM, ConvergenceMonitor, GaussianHMM, NoPathError,
+                                    check_sequences, stack_sequences)
 from speakergmm.hmm.recognizer import WordRecognizer
 from speakergmm.hmm.topology import Topology, TopologyError
 
-__all__ = ["GMMHMM", "NoPathError", "Topology", "TopologyError", "WordRecognizer", "check_sequences"]
+__all__ = ["ConvergenceMonitor", "GMMHMM", "GaussianHMM", "NoPathError", "Topology", "TopologyError",
+           "WordRecognizer", "check_sequences", "stack_sequences"]
