@@ -45,7 +45,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 from speakergmm.corpus import make_data_dir  # noqa: E402
 from speakergmm.features import FeatureConfig, FeatureStore, extract_data_dir, get_extractor  # noqa: E402
 from speakergmm.features.audio import read_audio  # noqa: E402
-from speakergmm.hmm import WordRecognizer  # noqa: E402
+from speakergmm.hmm import GMMHMM, WordRecognizer  # noqa: E402
 from speakergmm.io import atomic_write_json  # noqa: E402
 
 DIGITS = [str(d) for d in range(10)]
@@ -129,7 +129,7 @@ def train_recognizer(train: dict, settings: dict, jobs: int) -> WordRecognizer:
     missing = [d for d, seqs in train.items() if not seqs]
     if missing:
         raise SystemExit(f"fsdd_digits: no training recordings of digit(s) {missing}")
-    return WordRecognizer(**settings, n_jobs=jobs).fit(train)
+    return WordRecognizer(hmm=GMMHMM(**settings), n_jobs=jobs).fit(train)
 
 
 def run_loso(store, fields, settings, jobs, out: Path, fingerprint: str) -> dict:
