@@ -262,6 +262,7 @@ class WordRecognizer(ParamsMixin):
                 rec = cls(hmm=None, **params)
                 rec._saved_hmm = (hmm_class, hmm_params)
             rec.words_ = [str(w) for w in meta["words"]]
+            rec.meta_ = dict(meta.get("user", {}))
             rec.n_features_ = int(meta["n_features"])
             rec.train_counts_ = {str(k): int(v) for k, v in meta.get("train_counts", {}).items()}
             rec.log_priors_ = np.asarray(arrays["log_priors"], dtype=float)
