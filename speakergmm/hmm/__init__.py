@@ -11,10 +11,10 @@
 The hot loops (forward-backward, Viterbi) are numba kernels in :mod:`speakergmm.hmm._kernels`.
 """
 
-from speakergmm.hmm.model import (GMMHMM, ConvergenceMonitor, GaussianHMM, NoPathError,
+from speakergmm.hmm.model import (GMMHMM, ConvergenceMonitor, GaussianHMM, HMMStats, NoPathError,
                                     check_sequences, stack_sequences)
 from speakergmm.hmm.recognizer import WordRecognizer
 from speakergmm.hmm.topology import Topology, TopologyError
 
-__all__ = ["ConvergenceMonitor", "GMMHMM", "GaussianHMM", "NoPathError", "Topology", "TopologyError",
+__all__ = ["ConvergenceMonitor", "GMMHMM", "GaussianHMM", "HMMStats", "NoPathError", "Topology", "TopologyError",
            "WordRecognizer", "check_sequences", "stack_sequences"]

@@ -26,7 +26,9 @@ every state the mixture of all the data.
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,12 +37,12 @@ from threadpoolctl import threadpool_limits
 from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture import (GMM, GaussianMixture, SufficientStats, ml_update,
+from speakergmm.mixture import (GMM, GaussianMixture, SufficientStats, map_update, ml_update,
                                 stats_from_responsibilities)
 from speakergmm.mixture._base import ParamsMixin
 from speakergmm.mixture.em import split_components
 
-__all__ = ["ConvergenceMonitor", "GMMHMM", "GaussianHMM", "check_sequences", "NoPathError",
+__all__ = ["ConvergenceMonitor", "GMMHMM", "GaussianHMM", "HMMStats", "check_sequences", "NoPathError",
            "stack_sequences"]
 
 FORMAT = "speakergmm.GMMHMM"
@@ -141,6 +143,36 @@ def stack_sequences(X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int]
     if int(sizes.sum()) != X.shape[0]:
         raise ValueError(f"lengths sum to {int(sizes.sum())} but X has {X.shape[0]} frames")
     return check_sequences(np.split(X, np.cumsum(sizes)[:-1]), n_features)
+
+
+@dataclass
+class HMMStats:
+    """Baum-Welch statistics of sequences under one HMM (:meth:`GMMHMM.accumulate`).
+
+    Attributes
+    ----------
+    states : list of SufficientStats or None
+        Each state's mixture statistics, frames weighted by the state's occupancy (None: a
+        state no path visits).
+    start_counts : (S,) expected number of sequences starting in each state
+    transition_counts : (S, S) expected transition counts
+    log_likelihood : float, total over the sequences
+    n_sequences : int
+    """
+
+    states: list[SufficientStats | None]
+    start_counts: np.ndarray
+    transition_counts: np.ndarray
+    log_likelihood: float
+    n_sequences: int
+
+    def __add__(self, other: "HMMStats") -> "HMMStats":
+        if len(self.states) != len(other.states):
+            raise ValueError("statistics of HMMs with different numbers of states")
+        states = [b if a is None else a if b is None else a + b for a, b in zip(self.states, other.states)]
+        return HMMStats(states, self.start_counts + other.start_counts,
+                        self.transition_counts + other.transition_counts,
+                        self.log_likelihood + other.log_likelihood, self.n_sequences + other.n_sequences)
 
 
 class ConvergenceMonitor:
@@ -754,6 +786,19 @@ class GMMHMM(ParamsMixin):
 
     def _baum_welch_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
         """One E-step and M-step; returns the total log-likelihood under the old parameters."""
+        stats = self._accumulate(X, offsets)
+        new_states = []
+        for gmm, state_stats in zip(self.states_, stats.states):
+            if state_stats is None:  # a state no path visits keeps its mixture
+                new_states.append(gmm)
+                continue
+            new_states.append(ml_update(state_stats, reg_covar=self.reg_covar,
+                                        variance_floor=self.variance_floor, previous=gmm))
+        self._m_step_transitions(new_states, stats.start_counts, stats.transition_counts)
+        return stats.log_likelihood
+
+    def _accumulate(self, X: np.ndarray, offsets: np.ndarray) -> "HMMStats":
+        """The Baum-Welch E-step: every state's mixture statistics and the transition counts."""
         emit, joint = self._emissions(X, keep_joint=True)
         gamma, xi, loglik = self._forward_backward(X, offsets, emit)
         if np.any(loglik == -np.inf):
@@ -768,15 +813,50 @@ class GMMHMM(ParamsMixin):
             all_stats = self._stacked_statistics(X, joint, emit, gamma)
         else:
             all_stats = self._per_state_statistics(X, gamma)
-        new_states = []
-        for gmm, stats in zip(self.states_, all_stats):
-            if stats is None:  # a state no path visits keeps its mixture
-                new_states.append(gmm)
-                continue
-            new_states.append(ml_update(stats, reg_covar=self.reg_covar,
-                                        variance_floor=self.variance_floor, previous=gmm))
-        self._m_step_transitions(new_states, start_counts, trans_counts)
-        return float(loglik.sum())
+        return HMMStats(all_stats, start_counts, trans_counts, float(loglik.sum()), int(offsets.size - 1))
+
+    def accumulate(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None) -> "HMMStats":
+        """Baum-Welch statistics of sequences under the current parameters (the E-step).
+
+        Each state's :class:`~speakergmm.mixture.SufficientStats` (its mixture's frames
+        weighted by the state's occupancy), the expected start and transition counts and
+        the total log-likelihood. Statistics of several batches add up (``+``); they feed
+        any update: ``ml_update`` (training), ``map_update`` (:meth:`adapt_map`) or a
+        shared transform (:func:`speakergmm.hmm.adaptation.estimate_mllr`).
+
+        Raises
+        ------
+        NoPathError
+            If no path of the topology explains a sequence.
+        """
+        self._check_fitted()
+        X_, offsets = stack_sequences(X, lengths, self.n_features)
+        with threadpool_limits(limits=BLAS_THREADS):
+            return self._accumulate(X_, offsets)
+
+    def adapt_map(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None,
+                  relevance_factor: float = 16.0, adapt: str = "m",
+                  stats: "HMMStats | None" = None) -> "GMMHMM":
+        """A copy adapted to the sequences by MAP (Reynolds' relevance-factor update per state).
+
+        Each state's mixture is the prior of :func:`~speakergmm.mixture.map_update` with the
+        state's Baum-Welch statistics (``stats``, or those of ``X``); transitions are kept.
+        A state the data does not visit keeps its mixture. This is how a word model is
+        moved towards a new speaker.
+        """
+        self._check_fitted()
+        if stats is None:
+            stats = self.accumulate(X, lengths)
+        states = [gmm if st is None else map_update(st, gmm, relevance_factor=relevance_factor, adapt=adapt)
+                  for gmm, st in zip(self.states_, stats.states)]
+        return self.with_states(states)
+
+    def with_states(self, states: Sequence[GMM]) -> "GMMHMM":
+        """A copy with other state mixtures (same structure, transitions and parameters)."""
+        self._check_fitted()
+        model = copy.copy(self)
+        model._set_parameters(list(states), self.startprob_, self.transmat_)
+        return model
 
     def _per_state_statistics(self, X: np.ndarray, gamma: np.ndarray) -> list[SufficientStats | None]:
         """Each state's mixture accumulates the frames weighted by its occupancy (its E-step)."""

@@ -212,6 +212,75 @@ class WordRecognizer(ParamsMixin):
             raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
         return float(np.mean(self.predict(sequences) == np.asarray(labels)))
 
+    def adapt(self, sequences: Sequence[np.ndarray], labels: Sequence[str] | None = None,
+              method: str = "mllr+map", iterations: int = 2, relevance_factor: float = 16.0,
+              min_posterior: float = 0.0) -> "WordRecognizer":
+        """A copy adapted to one speaker's recordings (see :mod:`speakergmm.hmm.adaptation`).
+
+        Parameters
+        ----------
+        sequences : the speaker's utterances, (T, D) arrays
+        labels : their words, or None for *unsupervised* adaptation: the recogniser's own
+            answers are the labels, and each of ``iterations`` rounds recognises again with
+            the models of the previous round.
+        method : {"mllr", "map", "mllr+map"}
+            One shared mean transform (MLLR) for every Gaussian of every word; per-Gaussian
+            MAP; or MAP on top of MLLR.
+        relevance_factor : MAP's relevance factor
+        min_posterior : float
+            Unsupervised: only utterances recognised with at least this posterior adapt.
+
+        Returns
+        -------
+        WordRecognizer sharing this one's settings, with adapted ``models_``; statistics are
+        always accumulated under the unadapted models first, so rounds do not drift.
+        """
+        from speakergmm.hmm.adaptation import apply_mllr, estimate_mllr
+
+        self._check_fitted()
+        if method not in ("mllr", "map", "mllr+map"):
+            raise ValueError(f"method must be 'mllr', 'map' or 'mllr+map', got {method!r}")
+        if int(iterations) != iterations or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+        seqs = list(sequences)
+        if labels is not None:
+            labels = [str(w) for w in labels]
+            if len(labels) != len(seqs):
+                raise ValueError(f"{len(seqs)} sequences but {len(labels)} labels")
+            unknown = sorted(set(labels) - set(self.words_))
+            if unknown:
+                raise ValueError(f"unknown word label(s) {unknown}; this recogniser knows {self.words_}")
+            iterations = 1
+        X, offsets = check_sequences(seqs, self.n_features_)
+        lengths = np.diff(offsets)
+        adapted = copy.copy(self)
+        adapted.models_ = dict(self.models_)
+        for _ in range(int(iterations)):
+            if labels is None:
+                joint = adapted.log_likelihoods(seqs) + adapted.log_priors_
+                best = joint.max(axis=1)
+                ok = np.isfinite(best)  # utterances no word can explain (too short) stay out
+                # Posterior of the recognised word: 1 / sum_w exp(joint_w - best).
+                posterior = np.zeros(len(seqs))
+                posterior[ok] = 1.0 / np.exp(joint[ok] - best[ok, None]).sum(axis=1)
+                words = np.asarray(self.words_)[joint.argmax(axis=1)]
+                use = ok & (posterior >= min_posterior)
+            else:
+                words = np.asarray(labels)
+                use = np.ones(len(seqs), dtype=bool)
+            groups = {w: [seqs[n] for n in np.flatnonzero(use & (words == w))
+                          if lengths[n] >= self.models_[w].topology_.min_frames] for w in self.words_}
+            models = dict(self.models_)
+            if "mllr" in method:
+                stats = [models[w].accumulate(groups[w]) if groups[w] else None for w in self.words_]
+                transform = estimate_mllr([models[w] for w in self.words_], stats)
+                models = {w: apply_mllr(m, transform) for w, m in models.items()}
+            if "map" in method:
+                models = {w: m.adapt_map(groups[w], relevance_factor=relevance_factor) if groups[w] else m
+                          for w, m in models.items()}
+            adapted.models_ = models
+        return adapted
+
     def align(self, X: np.ndarray, word: str) -> tuple[float, np.ndarray]:
         """Forced alignment of one utterance to a known word: Viterbi path of that word's HMM.
 
