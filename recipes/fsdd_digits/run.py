@@ -23,7 +23,14 @@ Stages (each reported with its time in ``results.json``):
                  (no adaptation), speaker CMVN, + MLLR, + MAP, + MLLR + MAP (the system),
                  and with ``--vtln`` + VTLN and + VTLN + MLLR + MAP. Finished folds are kept
                  in ``OUT/loso/`` and reused by a rerun with the same settings.
-6. ``plots``     ``confusion.png``, ``loso_confusion.png``, ``loso_techniques.png`` (fold by
+6. ``connected`` connected digits: strings of 2-5 held-out recordings (index 0-4) of one
+                 speaker joined by 0.1-0.5 s pauses of low noise, decoded by Viterbi token
+                 passing over the word models in a word-loop grammar with an optional
+                 silence model (trained on the frames the VAD drops from recordings
+                 5-7) and a word insertion penalty tuned on strings of recordings 5-9;
+                 WER by alignment, with and without the silence model (``--connected 0``
+                 skips it)
+7. ``plots``     ``confusion.png``, ``loso_confusion.png``, ``loso_techniques.png`` (fold by
                  fold, per technique) and ``alignment.png`` (a Viterbi alignment of one test
                  utterance drawn over its spectrogram)
 
@@ -54,7 +61,10 @@ from speakergmm.features import FeatureConfig, FeatureStore, extract_data_dir, g
 from speakergmm.features.audio import read_audio  # noqa: E402
 from speakergmm.features.processing import cmvn  # noqa: E402
 from speakergmm.hmm import GMMHMM, WordRecognizer  # noqa: E402
+from speakergmm.features.audio import INT16_SCALE  # noqa: E402
 from speakergmm.hmm.adaptation import speaker_cmvn, vtln_warp_factor, warped_extractor  # noqa: E402
+from speakergmm.hmm.connected import ConnectedWordDecoder, join_with_pauses, tune_insertion_penalty  # noqa: E402
+from speakergmm.hmm.scoring import word_error_rate  # noqa: E402
 from speakergmm.io import atomic_write_json  # noqa: E402
 
 DIGITS = [str(d) for d in range(10)]
@@ -98,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Baum-Welch iterations at the final mixture size")
     parser.add_argument("--plot-utterance", default=None,
                         help="test utterance to draw the alignment of (default: the first '7')")
+    parser.add_argument("--connected", type=int, default=120, metavar="N",
+                        help="connected-digit test strings to decode (0: skip; default: 120)")
     parser.add_argument("--vtln", action="store_true",
                         help="also measure VTLN leave-one-speaker-out (features of the held-out "
                              f"speaker recomputed for {len(VTLN_WARPS)} warp factors: slow)")
@@ -213,6 +225,71 @@ def run_fold(held_out: str, feats: dict, fields: dict, settings: dict, jobs: int
     return results
 
 
+#: Word insertion penalties tried on the development strings (nats per word).
+INSERTION_PENALTIES = (-320.0, -240.0, -160.0, -120.0, -80.0, -40.0, 0.0)
+
+
+def make_strings(wav: dict, fields: dict, indices: range, n: int, seed: int) -> list[tuple[str, list, np.ndarray]]:
+    """``n`` digit strings (speaker, words, signal): 2-5 recordings of one speaker joined by pauses."""
+    rng = np.random.default_rng(seed)
+    by_key = {(fields["speaker"][u], fields["digit"][u], int(fields["index"][u])): u for u in wav}
+    speakers = sorted({k[0] for k in by_key})
+    strings = []
+    for k in range(n):
+        speaker = speakers[k % len(speakers)]
+        words = [str(d) for d in rng.integers(0, 10, size=int(rng.integers(2, 6)))]
+        keys = [(speaker, w, int(rng.choice(indices))) for w in words]
+        keys = [key for key in keys if key in by_key]
+        if len(keys) < len(words):
+            continue  # a recording missing from the data: leave the string out
+        signals = [read_audio(wav[by_key[key]])[0] for key in keys]
+        pauses = rng.uniform(0.1, 0.5, size=len(words) + 1)
+        strings.append((speaker, words, join_with_pauses(signals, 8000, pauses, seed=int(rng.integers(2**31)))))
+    return strings
+
+
+def run_connected(rec: WordRecognizer, wav: dict, fields: dict, config: FeatureConfig,
+                  speaker_stats: dict, n_strings: int) -> dict:
+    """Connected digits with the conventional split's models; WER with and without silence."""
+    extractor = get_extractor(config)
+    everything = get_extractor(config.replace(vad=False))
+
+    def normalise(x: np.ndarray, speaker: str) -> np.ndarray:
+        mean, std = speaker_stats[speaker]
+        return (np.asarray(x, dtype=np.float64) - mean) / std
+
+    def featurise(strings):
+        return [normalise(extractor.extract_full(sig / INT16_SCALE, 8000).features, spk)
+                for spk, _, sig in strings]
+
+    # Silence: the frames the VAD drops from training recordings 5-7 (all of them, normalised
+    # like the speech of their speaker), one state of 4 Gaussians.
+    silence_frames = []
+    for utt, path in wav.items():
+        if int(fields["index"][utt]) in (5, 6, 7):
+            voiced = extractor.extract_full(path).voiced
+            frames = everything.extract_full(path).features
+            silence_frames.append(normalise(frames[~voiced], fields["speaker"][utt]))
+    silence = GMMHMM(n_states=1, n_components=4, n_iter=5).fit([np.concatenate(silence_frames)])
+    dev = make_strings(wav, fields, range(5, 10), max(30, n_strings // 2), seed=1)
+    test = make_strings(wav, fields, range(0, 5), n_strings, seed=2)
+    dev_X, test_X = featurise(dev), featurise(test)
+    refs = [words for _, words, _ in test]
+    out: dict = {"n_strings": len(test), "n_words": sum(map(len, refs)), "n_dev_strings": len(dev)}
+    for name, model in (("with_silence", silence), ("without_silence", None)):
+        penalty, tuning = tune_insertion_penalty(rec, dev_X, [w for _, w, _ in dev], INSERTION_PENALTIES,
+                                                 silence=model)
+        decoded = ConnectedWordDecoder(rec, insertion_penalty=penalty, silence=model).decode(test_X)
+        counts = word_error_rate(refs, [list(d.words) for d in decoded])
+        out[name] = {**counts.to_dict(), "insertion_penalty": penalty,
+                     "dev_wer": {str(p): c.wer for p, c in tuning.items()}}
+        if name == "with_silence":
+            out["examples"] = [{"reference": " ".join(r), "hypothesis": " ".join(d.words)}
+                               for r, d in list(zip(refs, decoded))[:5]]
+    out["wer"] = out["with_silence"]["wer"]
+    return out
+
+
 def run_loso(feats: dict, fields, settings, jobs, out: Path, fingerprint: str,
              vtln: dict | None = None) -> dict:
     """Leave-one-speaker-out folds; each finished fold is saved and reused on rerun."""
@@ -325,6 +402,23 @@ def main(argv: list[str] | None = None) -> int:
     log(f"test: accuracy {conventional['accuracy']:.4f} on {conventional['n_test']} recordings "
         f"({conventional['n_errors']} errors; {unadapted['accuracy']:.4f} before adaptation)")
 
+    connected = None
+    if args.connected > 0:
+        t0 = time.perf_counter()
+        raw_frames: dict[str, list] = {}
+        for utt in store.utterances:
+            raw_frames.setdefault(fields["speaker"][utt], []).append(np.asarray(store[utt], dtype=np.float64))
+        speaker_stats = {}
+        for spk, frames in raw_frames.items():
+            stacked = np.concatenate(frames)
+            std = stacked.std(axis=0)
+            speaker_stats[spk] = (stacked.mean(axis=0), np.where(std > 1e-10, std, 1.0))
+        connected = run_connected(rec, made.data.wav, fields, config, speaker_stats, args.connected)
+        timings["connected"] = time.perf_counter() - t0
+        log(f"connected digits: WER {100 * connected['wer']:.2f} % on {connected['n_words']} words "
+            f"({connected['n_strings']} strings; without the silence model "
+            f"{100 * connected['without_silence']['wer']:.2f} %)")
+
     loso = None
     if args.loso:
         t0 = time.perf_counter()
@@ -376,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         **conventional,
         "accuracy_unadapted": unadapted["accuracy"],
         "leave_one_speaker_out": loso,
+        "connected_words": connected,
         "settings": {"model": settings, "features": config.to_dict(), "normalisation": "speaker CMVN",
                      "adaptation": ADAPTATION, "data": str(data)},
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
