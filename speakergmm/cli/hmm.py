@@ -86,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--variance-floor-ratio", type=float, default=None,
                    help="variance floor as a fraction of the global variance (HCompV -f)")
     _add_feature_options(p)
+    p.add_argument("--cmvn", choices=("utterance", "speaker"), default="speaker",
+                   help="feature mean and variance normalisation over each utterance or over all "
+                        "of a speaker's utterances (utt2spk; default: speaker); decode and align "
+                        "use the model's")
     _add_run_options(p)
     p.set_defaults(func=_run_train)
 
@@ -99,6 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scoring", choices=("forward", "viterbi"), default=None,
                    help="total likelihood or best path (default: the model's)")
     p.add_argument("--no-plot", action="store_true", help="skip confusion.png")
+    p.add_argument("--adapt", choices=("none", "mllr", "map", "mllr+map"), default="none",
+                   help="adapt the word models to each speaker of the data (utt2spk) without "
+                        "transcriptions before recognising its utterances (default: none)")
+    p.add_argument("--adapt-iterations", type=_positive_int, default=4,
+                   help="rounds of recognise-then-adapt (default: 4)")
     _add_feature_options(p, from_model=True)
     _add_run_options(p)
     p.set_defaults(func=_run_decode)
@@ -182,6 +191,19 @@ def _feature_config(args: argparse.Namespace, data_dir: str):
     return default_feature_config(data_dir, getattr(args, "sample_rate", None))
 
 
+def _normalised(store, utts: list[str], utt2spk: dict, cmvn: str) -> dict:
+    """Features of ``utts`` normalised per utterance or per speaker (the cache has none)."""
+    import numpy as np
+
+    from speakergmm.features.processing import cmvn as utterance_cmvn
+    from speakergmm.hmm.adaptation import speaker_cmvn
+
+    raw = {u: np.asarray(store[u], dtype=np.float64) for u in utts}
+    if cmvn == "speaker":
+        return speaker_cmvn(raw, utt2spk)
+    return {u: utterance_cmvn(x) for u, x in raw.items()}
+
+
 def _features(args: argparse.Namespace, config, out_anchor: Path, log) -> tuple[Any, Any, list[str]]:
     """Read the data directory and fill the feature cache; returns (data, store, problems)."""
     from speakergmm.corpus import CorpusError, read_data_dir
@@ -256,10 +278,12 @@ def _train(args: argparse.Namespace) -> int:
     if not Path(args.data).is_dir():
         raise _Failure(f"--data {args.data}: no such directory")
     text, problems = read_text(Path(args.data))
-    config = _feature_config(args, args.data)
+    # The cache holds features without CMVN; they are normalised here per utterance or speaker.
+    config = _feature_config(args, args.data).replace(cmvn="none")
     out = Path(args.out)
     data, store, skipped = _features(args, config, out, log)
     problems += skipped
+    feats = _normalised(store, [u for u in data.utterances if u in store], data.utt2spk, args.cmvn)
     train: dict[str, list[np.ndarray]] = {}
     for utt in data.utterances:
         words = text.get(utt)
@@ -268,8 +292,8 @@ def _train(args: argparse.Namespace) -> int:
         elif len(words) != 1:
             problems.append(f"{utt}: {len(words)} words in text; word models train on one word "
                             "per utterance")
-        elif utt in store:
-            train.setdefault(words[0], []).append(np.asarray(store[utt], dtype=np.float64))
+        elif utt in feats:
+            train.setdefault(words[0], []).append(feats[utt])
     if not train:
         raise _Failure(f"--data {args.data}: no utterance has both features and a one-word transcription")
     hmm = GMMHMM(n_states=args.states, n_components=args.mixtures, covariance_type=args.covariance_type,
@@ -294,7 +318,8 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, NoPathError) as exc:
         raise _Failure(str(exc)) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
-    rec.save(out, meta={"feature_config": config.to_dict(), "data": str(Path(args.data).resolve())})
+    rec.save(out, meta={"feature_config": config.to_dict(), "cmvn": args.cmvn,
+                         "data": str(Path(args.data).resolve())})
     log(f"train: {len(rec.words_)} word models -> {out}")
     return _finish("train", problems, log)
 
@@ -327,8 +352,17 @@ def _decode(args: argparse.Namespace) -> int:
     utts = [u for u in data.utterances if u in store]
     if not utts:
         raise _Failure(f"--data {args.data}: no utterance has features")
-    X = [np.asarray(store[u], dtype=np.float64) for u in utts]
+    feats = _normalised(store, utts, data.utt2spk, rec.meta_.get("cmvn", "utterance"))
+    X = [feats[u] for u in utts]
     joint = rec.log_likelihoods(X) + rec.log_priors_
+    if args.adapt != "none":
+        # Each speaker's utterances scored by the models adapted to that speaker (unsupervised).
+        for speaker in sorted({data.utt2spk[u] for u in utts}):
+            idx = [i for i, u in enumerate(utts) if data.utt2spk[u] == speaker]
+            adapted = rec.adapt([X[i] for i in idx], method=args.adapt, iterations=args.adapt_iterations)
+            joint[idx] = adapted.log_likelihoods([X[i] for i in idx]) + rec.log_priors_
+        log(f"decode: word models adapted to each of {len(set(data.utt2spk[u] for u in utts))} "
+            f"speaker(s) ({args.adapt}, {args.adapt_iterations} rounds)")
     impossible = ~np.isfinite(joint.max(axis=1))
     for u, x in zip(np.asarray(utts)[impossible], np.asarray(X, dtype=object)[impossible]):
         problems.append(f"{u}: {x.shape[0]} frames, too short for every word model")
@@ -339,7 +373,8 @@ def _decode(args: argparse.Namespace) -> int:
     atomic_write_text(out / "results.txt", "\n".join(lines) + "\n")
     results: dict[str, Any] = {"model": str(Path(args.model).resolve()), "data": str(Path(args.data).resolve()),
                                "n_utterances": len(data.utterances), "n_decoded": len(hypotheses),
-                               "scoring": rec.scoring, "skipped": problems}
+                               "scoring": rec.scoring, "cmvn": rec.meta_.get("cmvn", "utterance"),
+                               "adapt": args.adapt, "skipped": problems}
     scored = [u for u in hypotheses if u in text]
     if scored:
         counts = word_error_rate([text[u] for u in scored], [[hypotheses[u]] for u in scored])
@@ -371,6 +406,42 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- align
+def _aligner_normalisation(rec, config, extractor, data, utts: list[str], problems: list[str]):
+    """How align normalises an utterance's features: as the model was trained.
+
+    With speaker CMVN the statistics come from all utterances of the aligned speakers in
+    the data directory (unreadable ones are left out and reported).
+    """
+    import numpy as np
+
+    from speakergmm.features.processing import cmvn as utterance_cmvn
+
+    if rec.meta_.get("cmvn", "utterance") != "speaker":
+        return lambda x, speaker: utterance_cmvn(x) if config.cmvn == "none" else x
+    speakers = {data.utt2spk[u] for u in utts}
+    frames: dict[str, list[np.ndarray]] = {}
+    for utt in data.utterances:
+        if data.utt2spk[utt] in speakers:
+            try:
+                features = extractor.extract_full(data.wav[utt]).features
+            except Exception as exc:  # noqa: BLE001 - reported, and left out of the statistics
+                if utt not in utts:
+                    problems.append(f"{utt}: left out of speaker CMVN, unreadable audio ({exc})")
+                continue
+            frames.setdefault(data.utt2spk[utt], []).append(np.asarray(features, dtype=np.float64))
+    stats = {}
+    for speaker, arrays in frames.items():
+        stacked = np.concatenate(arrays)
+        std = stacked.std(axis=0)
+        stats[speaker] = (stacked.mean(axis=0), np.where(std > 1e-10, std, 1.0))
+
+    def normalise(x, speaker):
+        mean, std = stats[speaker]
+        return (x - mean) / std
+
+    return normalise
+
+
 def _run_align(args: argparse.Namespace) -> int:
     return _guard("align", _align, args)
 
@@ -402,6 +473,7 @@ def _align(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extractor = get_extractor(config)
+    normalise = _aligner_normalisation(rec, config, extractor, data, utts, problems)
     lines: list[str] = []
     summary: dict[str, Any] = {}
     plots: dict[str, str] = {}
@@ -417,7 +489,7 @@ def _align(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - bad audio of any kind: report, go on
             problems.append(f"{utt}: unreadable audio {data.wav[utt]} ({exc})")
             continue
-        X = np.asarray(extraction.features, dtype=np.float64)
+        X = normalise(np.asarray(extraction.features, dtype=np.float64), data.utt2spk[utt])
         try:
             score, states = rec.align(X, word)
         except (NoPathError, ValueError) as exc:
