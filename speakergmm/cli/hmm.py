@@ -268,7 +268,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from speakergmm.hmm import GMMHMM, NoPathError, WordRecognizer
+    from speakergmm.hmm import GMMHMM, NoPathError, Topology, WordRecognizer
 
     log = _logger(args)
     if args.skips < 0:
@@ -300,7 +300,7 @@ def _train(args: argparse.Namespace) -> int:
                  n_skips=args.skips, grow_mixtures=args.grow, grow_iter=args.grow_iterations,
                  n_iter=args.iterations, reg_covar=args.reg_covar)
     # A word model needs sequences at least as long as its shortest path; drop shorter ones.
-    min_frames = hmm._topology().min_frames
+    min_frames = Topology.left_to_right(args.states, args.skips).min_frames
     for word, seqs in train.items():
         kept = [x for x in seqs if x.shape[0] >= min_frames]
         if len(kept) < len(seqs):

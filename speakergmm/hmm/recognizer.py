@@ -91,9 +91,8 @@ class WordRecognizer(ParamsMixin):
         self.n_jobs = n_jobs
         self.models_: dict[str, GMMHMM] | None = None
 
-    @property
-    def hmm_template_(self) -> GMMHMM:
-        """The word model each word copies: ``hmm`` or the default."""
+    def word_model(self) -> GMMHMM:
+        """The (unfitted) word model each word copies: ``hmm``, or the default."""
         if self.hmm is None:
             return GMMHMM(**DEFAULT_HMM_PARAMS)
         if not isinstance(self.hmm, GMMHMM):
@@ -127,7 +126,7 @@ class WordRecognizer(ParamsMixin):
                 raise ValueError(f"word {word!r}: {exc}") from exc
             n_features = X.shape[1]
             counts[str(word)] = len(seqs)
-        template = self.hmm_template_
+        template = self.word_model()
         overrides = {}
         if self.variance_floor_ratio is not None:
             overrides["variance_floor"] = self.variance_floor_ratio * _global_variance(data)
@@ -304,7 +303,7 @@ class WordRecognizer(ParamsMixin):
             word_arrays, word_meta = self.models_[word].to_arrays(prefix=f"w{j}.")
             arrays.update(word_arrays)
             hmm_meta[str(j)] = word_meta
-        template = self.hmm_template_
+        template = self.word_model()
         params = {"hmm": template.json_params(), "hmm_class": type(template).__name__,
                   "variance_floor_ratio": self.variance_floor_ratio, "scoring": self.scoring,
                   "priors": self.priors if (self.priors is None or isinstance(self.priors, str))
