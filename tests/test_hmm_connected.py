@@ -94,3 +94,35 @@ def test_bad_input(models):
         join_with_pauses([np.zeros(10), np.zeros(10)], 8000, [0.1])
     joined = join_with_pauses([np.ones(10), np.ones(5)], 100, [0.1, 0.2, 0.0])
     assert joined.size == 10 + 10 + 20 + 5
+
+
+# ---------------------------------------------------------------------- WER properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from speakergmm.hmm.scoring import align_words  # noqa: E402
+
+_words = st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_words, _words)
+def test_alignment_is_an_edit_script(reference, hypothesis):
+    alignment = align_words(reference, hypothesis)
+    # Reading either side of the alignment gives back the sequences.
+    assert [r for r, _ in alignment.pairs if r is not None] == reference
+    assert [h for _, h in alignment.pairs if h is not None] == hypothesis
+    # Its cost is the Levenshtein distance (computed here independently, by recursion).
+    from functools import lru_cache
+
+    @lru_cache(maxsize=None)
+    def distance(i: int, j: int) -> int:
+        if i == 0 or j == 0:
+            return i + j
+        return min(distance(i - 1, j) + 1, distance(i, j - 1) + 1,
+                   distance(i - 1, j - 1) + (reference[i - 1] != hypothesis[j - 1]))
+
+    assert alignment.errors == distance(len(reference), len(hypothesis))
+    assert alignment.n_reference == len(reference)
+    assert (alignment.errors == 0) == (reference == hypothesis)
+    assert align_words(hypothesis, reference).errors == alignment.errors

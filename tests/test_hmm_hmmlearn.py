@@ -230,3 +230,21 @@ def test_estimator_protocol_clone_and_params():
     assert "n_iter=7" in repr(model)
     assert set(GaussianHMM().get_params()) == set(GMMHMM().get_params()) - {
         "n_components", "mixture_init", "grow_mixtures", "grow_iter"}
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=20), min_size=1, max_size=6))
+def test_any_split_by_lengths_scores_as_the_list(lengths):
+    """score/decode/posteriors of (X, lengths) equal those of the list of pieces, for any split."""
+    ref, _ = _reference("diag", seed=6, n_features=2)
+    ours = GMMHMM.from_hmmlearn(ref)
+    X, _ = ref.sample(sum(lengths), random_state=len(lengths))
+    pieces = np.split(X, np.cumsum(lengths)[:-1])
+    assert ours.score(X, lengths) == pytest.approx(sum(ours.score(p) for p in pieces), rel=1e-10)
+    assert ours.score(X, lengths) == pytest.approx(ref.score(X, lengths), rel=1e-10)
+    np.testing.assert_array_equal(ours.predict(X, lengths), np.concatenate([ours.predict(p) for p in pieces]))
+    np.testing.assert_allclose(ours.predict_proba(X, lengths), ref.predict_proba(X, lengths), atol=1e-9)
