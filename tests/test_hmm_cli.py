@@ -82,6 +82,36 @@ def test_train_decode_align_on_fsdd(fsdd, tmp_path, capsys):
                                                     for i in range(len(times) - 1))
         assert (aligned / "plots" / f"{utt}.png").is_file()
 
+    # Connected digits: strings of three test recordings of one speaker joined by pauses.
+    import soundfile
+
+    from speakergmm.features.audio import read_audio
+    from speakergmm.hmm.connected import join_with_pauses
+
+    strings = tmp_path / "data" / "strings"
+    strings.mkdir()
+    rng = np.random.default_rng(0)
+    wav, spk, text = [], [], []
+    for n, speaker in enumerate(["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]):
+        words = [str(d) for d in rng.choice(len(DIGITS), size=3)]
+        signals = [read_audio(fsdd / f"{w}_{speaker}_{int(rng.integers(0, 3))}.wav")[0] for w in words]
+        joined = join_with_pauses(signals, 8000, [0.2, 0.3, 0.3, 0.2], seed=n) / 32768.0
+        path = strings / f"{speaker}-string{n}.wav"
+        soundfile.write(path, joined, 8000, subtype="PCM_16")
+        wav.append(f"{speaker}-string{n} {path}")
+        spk.append(f"{speaker}-string{n} {speaker}")
+        text.append(f"{speaker}-string{n} {' '.join(words)}")
+    for name, lines in (("wav.scp", wav), ("utt2spk", spk), ("text", text)):
+        (strings / name).write_text("\n".join(lines) + "\n")
+    connected = tmp_path / "exp" / "connected"
+    assert main(["hmm", "decode", "--data", str(strings), "--model", str(model), "--out", str(connected),
+                 "--connected", "--insertion-penalty", "-100", "-q"]) == 0
+    results = json.loads((connected / "results.json").read_text())
+    assert results["n_reference_words"] == 18 and results["mode"] == "connected"
+    assert results["wer"] <= 3 / 18, results["errors"]  # measured 0/18 errors (also at penalties 0, -40)
+    hyp_lines = (connected / "results.txt").read_text().splitlines()
+    assert len(hyp_lines) == 6 and all(len(line.split()) >= 2 for line in hyp_lines)
+
     # Bad input: an utterance with unreadable audio, one without a transcription, one with an
     # unknown word. The batch goes on, reports them and exits with status 3.
     bad = _data_dir(tmp_path / "data" / "bad", fsdd, range(0, 1))

@@ -108,6 +108,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "transcriptions before recognising its utterances (default: none)")
     p.add_argument("--adapt-iterations", type=_positive_int, default=4,
                    help="rounds of recognise-then-adapt (default: 4)")
+    p.add_argument("--connected", action="store_true",
+                   help="decode each utterance as a string of words (Viterbi token passing over "
+                        "the word models, word-loop grammar); results.txt then holds the "
+                        "hypotheses in Kaldi's text format, scored by WER")
+    p.add_argument("--insertion-penalty", type=float, default=0.0,
+                   help="with --connected: nats added per word (negative: fewer insertions; "
+                        "tune it on development data; default: 0)")
     _add_feature_options(p, from_model=True)
     _add_run_options(p)
     p.set_defaults(func=_run_decode)
@@ -354,6 +361,10 @@ def _decode(args: argparse.Namespace) -> int:
         raise _Failure(f"--data {args.data}: no utterance has features")
     feats = _normalised(store, utts, data.utt2spk, rec.meta_.get("cmvn", "utterance"))
     X = [feats[u] for u in utts]
+    if args.connected:
+        if args.adapt != "none":
+            raise _Failure("--adapt works with isolated words only, not with --connected", EXIT_USAGE)
+        return _decode_connected(args, rec, data, utts, X, text, problems, out, log)
     joint = rec.log_likelihoods(X) + rec.log_priors_
     if args.adapt != "none":
         # Each speaker's utterances scored by the models adapted to that speaker (unsupervised).
@@ -400,6 +411,39 @@ def _decode(args: argparse.Namespace) -> int:
                 results["plots"] = {"confusion": "confusion.png"}
             except ImportError as exc:
                 log(f"decode: plot skipped ({exc})")
+    atomic_write_json(out / "results.json", results)
+    log(f"decode: {len(hypotheses)} utterances -> {out / 'results.txt'}, {out / 'results.json'}")
+    return _finish("decode", problems, log)
+
+
+def _decode_connected(args, rec, data, utts, X, text, problems, out: Path, log) -> int:
+    from speakergmm.hmm import NoPathError
+    from speakergmm.hmm.connected import ConnectedWordDecoder
+    from speakergmm.hmm.scoring import word_error_rate
+    from speakergmm.io import atomic_write_json, atomic_write_text
+
+    decoder = ConnectedWordDecoder(rec, insertion_penalty=args.insertion_penalty)
+    hypotheses: dict[str, list[str]] = {}
+    for utt, x in zip(utts, X):
+        try:
+            hypotheses[utt] = list(decoder.decode([x])[0].words)
+        except NoPathError:
+            problems.append(f"{utt}: {x.shape[0]} frames, too short for every word model")
+    atomic_write_text(out / "results.txt", "".join(f"{u} {' '.join(h)}\n" for u, h in hypotheses.items()))
+    results: dict[str, Any] = {"model": str(Path(args.model).resolve()), "data": str(Path(args.data).resolve()),
+                               "mode": "connected", "insertion_penalty": args.insertion_penalty,
+                               "n_utterances": len(data.utterances), "n_decoded": len(hypotheses),
+                               "cmvn": rec.meta_.get("cmvn", "utterance"), "skipped": problems}
+    scored = [u for u in hypotheses if u in text]
+    if scored:
+        counts = word_error_rate([text[u] for u in scored], [hypotheses[u] for u in scored])
+        results.update(n_scored=len(scored), **counts.to_dict(),
+                       errors=[{"utterance": u, "reference": " ".join(text[u]),
+                                "hypothesis": " ".join(hypotheses[u])}
+                               for u, a in zip(scored, counts.alignments) if a.errors])
+        log(f"decode: WER {100 * counts.wer:.2f} % on {counts.n_reference} words "
+            f"(S {counts.substitutions}, D {counts.deletions}, I {counts.insertions}); "
+            f"{100 * (1 - counts.sentence_error_rate):.1f} % of {len(scored)} strings correct")
     atomic_write_json(out / "results.json", results)
     log(f"decode: {len(hypotheses)} utterances -> {out / 'results.txt'}, {out / 'results.json'}")
     return _finish("decode", problems, log)
