@@ -32,12 +32,16 @@ EXIT_PARTIAL = 3
 
 _EPILOG = """\
 examples:
-  # FSDD: a data directory per split, the digit as the transcription
+  # FSDD: a data directory per split, the digit (utt2digit) as the transcription
   speakergmm make-data-dir ../shared/data/fsdd/recordings data/train --include index=5-49
-  awk '{split($1, a, "-"); split(a[2], b, "_"); print $1, b[1]}' data/train/wav.scp > data/train/text
-  speakergmm hmm train --data data/train --out exp/digits.model --states 8 --mixtures 8
+  speakergmm make-data-dir ../shared/data/fsdd/recordings data/test --include index=0-4
+  cp data/train/utt2digit data/train/text; cp data/test/utt2digit data/test/text
+  speakergmm hmm train --data data/train --out exp/digits.model --states 8 --mixtures 4
   speakergmm hmm decode --data data/test --model exp/digits.model --out exp/decode_test
-  speakergmm hmm align --data data/test --model exp/digits.model --out exp/align --plot
+  speakergmm hmm decode --data data/test --model exp/digits.model --out exp/decode_adapted \
+      --adapt mllr+map
+  speakergmm hmm align --data data/test --model exp/digits.model --out exp/align --plot \
+      --utterances george-7_george_0
 
 exit status: 0 done; 3 some utterances skipped (listed); 2 bad arguments; 1 bad data
 directory, model file or output directory.
