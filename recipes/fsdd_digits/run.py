@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="test utterance to draw the alignment of (default: the first '7')")
     parser.add_argument("--connected", type=int, default=120, metavar="N",
                         help="connected-digit test strings to decode (0: skip; default: 120)")
+    parser.add_argument("--loso-connected", type=int, default=0, metavar="N",
+                        help="also decode N connected-digit strings of each held-out speaker "
+                             "(unadapted and adapted models; default: 0, off)")
     parser.add_argument("--vtln", action="store_true",
                         help="also measure VTLN leave-one-speaker-out (features of the held-out "
                              f"speaker recomputed for {len(VTLN_WARPS)} warp factors: slow)")
@@ -197,7 +200,7 @@ def vtln_features(utts: list, wav: dict, utt2spk: dict, config: FeatureConfig, w
 
 
 def run_fold(held_out: str, feats: dict, fields: dict, settings: dict, jobs: int,
-             vtln: dict | None) -> dict:
+             vtln: dict | None, connected: tuple[ConnectedSetup, int] | None = None) -> dict:
     """One leave-one-speaker-out fold: every technique's result on the held-out speaker."""
     keep = lambda spk, idx: "test" if spk == held_out else "train"  # noqa: E731
     results: dict[str, dict] = {}
@@ -207,8 +210,23 @@ def run_fold(held_out: str, feats: dict, fields: dict, settings: dict, jobs: int
     rec = train_recognizer(train, settings, jobs)
     results["speaker CMVN"] = evaluate(rec, X, y)
     adaptation = {k: v for k, v in ADAPTATION.items() if k != "method"}
+    adapted = {}
     for name, method in (("+ MLLR", "mllr"), ("+ MAP", "map"), ("+ MLLR + MAP", "mllr+map")):
-        results[name] = evaluate(rec.adapt(X, method=method, **adaptation), X, y)
+        adapted[name] = rec.adapt(X, method=method, **adaptation)
+        results[name] = evaluate(adapted[name], X, y)
+    if connected is not None:
+        # Strings of the unseen speaker's recordings; silence model and insertion penalty from
+        # the training speakers only; word models unadapted and adapted (on isolated words).
+        setup, n_strings = connected
+        others = sorted(s for s in setup.speaker_stats if s != held_out)
+        silence = setup.train_silence(others)
+        dev = make_strings(setup.wav, fields, others, range(5, 10), 30, seed=1)
+        test = make_strings(setup.wav, fields, [held_out], range(0, 50), n_strings, seed=2)
+        dev_X, test_X = setup.featurise(dev), setup.featurise(test)
+        results["connected"] = {
+            "n_strings": len(test), "n_words": sum(len(w) for _, w, _ in test),
+            "speaker CMVN": setup.evaluate(rec, silence, dev, dev_X, test, test_X),
+            "+ MLLR + MAP": setup.evaluate(adapted["+ MLLR + MAP"], silence, dev, dev_X, test, test_X)}
     if vtln is not None:
         cache: dict[float, list] = {}
 
@@ -229,11 +247,11 @@ def run_fold(held_out: str, feats: dict, fields: dict, settings: dict, jobs: int
 INSERTION_PENALTIES = (-320.0, -240.0, -160.0, -120.0, -80.0, -40.0, 0.0)
 
 
-def make_strings(wav: dict, fields: dict, indices: range, n: int, seed: int) -> list[tuple[str, list, np.ndarray]]:
+def make_strings(wav: dict, fields: dict, speakers: list, indices: range, n: int,
+                 seed: int) -> list[tuple[str, list, np.ndarray]]:
     """``n`` digit strings (speaker, words, signal): 2-5 recordings of one speaker joined by pauses."""
     rng = np.random.default_rng(seed)
     by_key = {(fields["speaker"][u], fields["digit"][u], int(fields["index"][u])): u for u in wav}
-    speakers = sorted({k[0] for k in by_key})
     strings = []
     for k in range(n):
         speaker = speakers[k % len(speakers)]
@@ -248,50 +266,76 @@ def make_strings(wav: dict, fields: dict, indices: range, n: int, seed: int) -> 
     return strings
 
 
-def run_connected(rec: WordRecognizer, wav: dict, fields: dict, config: FeatureConfig,
-                  speaker_stats: dict, n_strings: int) -> dict:
-    """Connected digits with the conventional split's models; WER with and without silence."""
-    extractor = get_extractor(config)
-    everything = get_extractor(config.replace(vad=False))
+def speaker_statistics(store: FeatureStore, fields: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Mean and standard deviation of each speaker's (un-normalised) frames: speaker CMVN."""
+    frames: dict[str, list] = {}
+    for utt in store.utterances:
+        frames.setdefault(fields["speaker"][utt], []).append(np.asarray(store[utt], dtype=np.float64))
+    stats = {}
+    for spk, arrays in frames.items():
+        stacked = np.concatenate(arrays)
+        std = stacked.std(axis=0)
+        stats[spk] = (stacked.mean(axis=0), np.where(std > 1e-10, std, 1.0))
+    return stats
 
-    def normalise(x: np.ndarray, speaker: str) -> np.ndarray:
-        mean, std = speaker_stats[speaker]
+
+class ConnectedSetup:
+    """What connected-digit decoding needs: the front end, speaker CMVN statistics, audio."""
+
+    def __init__(self, wav: dict, fields: dict, config: FeatureConfig, speaker_stats: dict):
+        self.wav, self.fields, self.config, self.speaker_stats = wav, fields, config, speaker_stats
+        self.extractor = get_extractor(config)
+
+    def normalise(self, x: np.ndarray, speaker: str) -> np.ndarray:
+        mean, std = self.speaker_stats[speaker]
         return (np.asarray(x, dtype=np.float64) - mean) / std
 
-    def featurise(strings):
-        return [normalise(extractor.extract_full(sig / INT16_SCALE, 8000).features, spk)
+    def featurise(self, strings) -> list:
+        return [self.normalise(self.extractor.extract_full(sig / INT16_SCALE, 8000).features, spk)
                 for spk, _, sig in strings]
 
-    # Silence: the frames the VAD drops from training recordings 5-7 (all of them, normalised
-    # like the speech of their speaker), one state of 4 Gaussians.
-    silence_frames = []
-    for utt, path in wav.items():
-        if int(fields["index"][utt]) in (5, 6, 7):
-            voiced = extractor.extract_full(path).voiced
-            frames = everything.extract_full(path).features
-            silence_frames.append(normalise(frames[~voiced], fields["speaker"][utt]))
-    silence = GMMHMM(n_states=1, n_components=4, n_iter=5).fit([np.concatenate(silence_frames)])
-    dev = make_strings(wav, fields, range(5, 10), max(30, n_strings // 2), seed=1)
-    test = make_strings(wav, fields, range(0, 5), n_strings, seed=2)
-    dev_X, test_X = featurise(dev), featurise(test)
-    refs = [words for _, words, _ in test]
-    out: dict = {"n_strings": len(test), "n_words": sum(map(len, refs)), "n_dev_strings": len(dev)}
-    for name, model in (("with_silence", silence), ("without_silence", None)):
+    def train_silence(self, speakers: list) -> GMMHMM:
+        """One state of 4 Gaussians on the frames the VAD drops from the speakers' recordings
+        5-7 (normalised like the speech of their speaker)."""
+        everything = get_extractor(self.config.replace(vad=False))
+        frames = []
+        for utt, path in self.wav.items():
+            if self.fields["speaker"][utt] in speakers and int(self.fields["index"][utt]) in (5, 6, 7):
+                voiced = self.extractor.extract_full(path).voiced
+                frames.append(self.normalise(everything.extract_full(path).features[~voiced],
+                                             self.fields["speaker"][utt]))
+        return GMMHMM(n_states=1, n_components=4, n_iter=5).fit([np.concatenate(frames)])
+
+    def evaluate(self, rec: WordRecognizer, silence: GMMHMM | None, dev: list, dev_X: list,
+                 test: list, test_X: list) -> dict:
+        """Tune the insertion penalty on the development strings, decode the test strings."""
         penalty, tuning = tune_insertion_penalty(rec, dev_X, [w for _, w, _ in dev], INSERTION_PENALTIES,
-                                                 silence=model)
-        decoded = ConnectedWordDecoder(rec, insertion_penalty=penalty, silence=model).decode(test_X)
+                                                 silence=silence)
+        decoded = ConnectedWordDecoder(rec, insertion_penalty=penalty, silence=silence).decode(test_X)
+        refs = [words for _, words, _ in test]
         counts = word_error_rate(refs, [list(d.words) for d in decoded])
-        out[name] = {**counts.to_dict(), "insertion_penalty": penalty,
-                     "dev_wer": {str(p): c.wer for p, c in tuning.items()}}
-        if name == "with_silence":
-            out["examples"] = [{"reference": " ".join(r), "hypothesis": " ".join(d.words)}
-                               for r, d in list(zip(refs, decoded))[:5]]
+        return {**counts.to_dict(), "insertion_penalty": penalty,
+                "dev_wer": {str(p): c.wer for p, c in tuning.items()},
+                "examples": [{"reference": " ".join(r), "hypothesis": " ".join(d.words)}
+                             for r, d in list(zip(refs, decoded))[:5]]}
+
+
+def run_connected(rec: WordRecognizer, setup: ConnectedSetup, n_strings: int) -> dict:
+    """Connected digits with the conventional split's models; WER with and without silence."""
+    speakers = sorted(setup.speaker_stats)
+    silence = setup.train_silence(speakers)
+    dev = make_strings(setup.wav, setup.fields, speakers, range(5, 10), max(30, n_strings // 2), seed=1)
+    test = make_strings(setup.wav, setup.fields, speakers, range(0, 5), n_strings, seed=2)
+    dev_X, test_X = setup.featurise(dev), setup.featurise(test)
+    out: dict = {"n_strings": len(test), "n_words": sum(len(w) for _, w, _ in test), "n_dev_strings": len(dev)}
+    for name, model in (("with_silence", silence), ("without_silence", None)):
+        out[name] = setup.evaluate(rec, model, dev, dev_X, test, test_X)
     out["wer"] = out["with_silence"]["wer"]
     return out
 
 
 def run_loso(feats: dict, fields, settings, jobs, out: Path, fingerprint: str,
-             vtln: dict | None = None) -> dict:
+             vtln: dict | None = None, connected: tuple[ConnectedSetup, int] | None = None) -> dict:
     """Leave-one-speaker-out folds; each finished fold is saved and reused on rerun."""
     speakers = sorted(set(fields["speaker"][u] for u in feats["speaker"]))
     techniques = TECHNIQUES + (VTLN_TECHNIQUES if vtln is not None else ())
@@ -301,12 +345,13 @@ def run_loso(feats: dict, fields, settings, jobs, out: Path, fingerprint: str,
         fold_file = fold_dir / f"{held_out}.json"
         if fold_file.is_file():
             previous = json.loads(fold_file.read_text())
-            if previous.get("fingerprint") == fingerprint and set(techniques) <= set(previous["result"]):
+            wanted = set(techniques) | ({"connected"} if connected is not None else set())
+            if previous.get("fingerprint") == fingerprint and wanted <= set(previous["result"]):
                 log(f"loso fold {n}/{len(speakers)} ({held_out}): reused {fold_file}")
                 folds[held_out] = previous["result"]
                 continue
         t0 = time.perf_counter()
-        result = run_fold(held_out, feats, fields, settings, jobs, vtln)
+        result = run_fold(held_out, feats, fields, settings, jobs, vtln, connected)
         seconds = round(time.perf_counter() - t0, 2)
         atomic_write_json(fold_file, {"fingerprint": fingerprint, "result": result, "seconds": seconds})
         folds[held_out] = result
@@ -323,6 +368,17 @@ def run_loso(feats: dict, fields, settings, jobs, out: Path, fingerprint: str,
         if technique == "+ VTLN":
             per_technique[technique]["warp_factors"] = {s: folds[s][technique]["warp"] for s in speakers}
     system = per_technique[SYSTEM]
+    connected_words = None
+    if connected is not None:
+        connected_words = {}
+        for technique in ("speaker CMVN", "+ MLLR + MAP"):
+            totals = {k: sum(folds[s]["connected"][technique][k] for s in speakers)
+                      for k in ("substitutions", "deletions", "insertions", "n_reference_words")}
+            connected_words[technique] = {
+                "wer": (totals["substitutions"] + totals["deletions"] + totals["insertions"])
+                / totals["n_reference_words"],
+                **totals,
+                "per_speaker_wer": {s: folds[s]["connected"][technique]["wer"] for s in speakers}}
     return {
         "accuracy": system["accuracy"],
         "technique": SYSTEM,
@@ -332,6 +388,7 @@ def run_loso(feats: dict, fields, settings, jobs, out: Path, fingerprint: str,
         "confusion_matrix": system["confusion_matrix"],
         "labels": DIGITS,
         "techniques": per_technique,
+        "connected_words": connected_words,
     }
 
 
@@ -402,18 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"test: accuracy {conventional['accuracy']:.4f} on {conventional['n_test']} recordings "
         f"({conventional['n_errors']} errors; {unadapted['accuracy']:.4f} before adaptation)")
 
+    setup = ConnectedSetup(made.data.wav, fields, config, speaker_statistics(store, fields))
     connected = None
     if args.connected > 0:
         t0 = time.perf_counter()
-        raw_frames: dict[str, list] = {}
-        for utt in store.utterances:
-            raw_frames.setdefault(fields["speaker"][utt], []).append(np.asarray(store[utt], dtype=np.float64))
-        speaker_stats = {}
-        for spk, frames in raw_frames.items():
-            stacked = np.concatenate(frames)
-            std = stacked.std(axis=0)
-            speaker_stats[spk] = (stacked.mean(axis=0), np.where(std > 1e-10, std, 1.0))
-        connected = run_connected(rec, made.data.wav, fields, config, speaker_stats, args.connected)
+        connected = run_connected(rec, setup, args.connected)
         timings["connected"] = time.perf_counter() - t0
         log(f"connected digits: WER {100 * connected['wer']:.2f} % on {connected['n_words']} words "
             f"({connected['n_strings']} strings; without the silence model "
@@ -423,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.loso:
         t0 = time.perf_counter()
         vtln = {"wav": made.data.wav, "config": config} if args.vtln else None
-        loso = run_loso(feats, fields, settings, args.jobs, out, fingerprint, vtln)
+        loso = run_loso(feats, fields, settings, args.jobs, out, fingerprint, vtln,
+                        (setup, args.loso_connected) if args.loso_connected > 0 else None)
         timings["loso"] = time.perf_counter() - t0
         log(f"leave-one-speaker-out: pooled accuracy {loso['accuracy']:.4f} on {loso['n_test']}")
 
