@@ -61,13 +61,6 @@ class MLLRTransform:
         return means @ self.A.T + self.b
 
 
-def _gaussians(models: Sequence[GMMHMM]) -> list[GMM]:
-    states = [g for m in models for g in m.states_]
-    if any(g.covariance_type not in ("diag", "spherical") for g in states):
-        raise ValueError("MLLR here is for diagonal (or spherical) covariances")
-    return states
-
-
 def estimate_mllr(models: Sequence[GMMHMM], stats: Sequence[HMMStats | None],
                   min_occupancy: float = 0.0, ridge: float = 1e-6) -> MLLRTransform:
     """One mean transform shared by every Gaussian of ``models``, by maximum likelihood.

@@ -19,7 +19,6 @@ from threadpoolctl import threadpool_limits
 
 from speakergmm.hmm.model import FORMAT as HMM_FORMAT
 from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, GaussianHMM, NoPathError, check_sequences
-from speakergmm.hmm.topology import Topology
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.mixture._base import ParamsMixin
 from speakergmm.utils import parallel_map
