@@ -46,8 +46,9 @@ def test_train_decode_align_on_fsdd(fsdd, tmp_path, capsys):
     test = _data_dir(tmp_path / "data" / "test", fsdd, range(0, 3))
     model = tmp_path / "exp" / "digits.model"
     status = main(["hmm", "train", "--data", str(train), "--out", str(model), "--states", "5",
-                   "--mixtures", "4", "--iterations", "4", "--grow-iterations", "2", "-q"])
-    assert status == 0 and model.is_file()
+                   "--mixtures", "4", "--iterations", "4", "--grow-iterations", "2", "-q",
+                   "--silence-out", str(tmp_path / "exp" / "silence.hmm")])
+    assert status == 0 and model.is_file() and (tmp_path / "exp" / "silence.hmm").is_file()
 
     decoded = tmp_path / "exp" / "decode"
     assert main(["hmm", "decode", "--data", str(test), "--model", str(model), "--out", str(decoded),
@@ -111,6 +112,11 @@ def test_train_decode_align_on_fsdd(fsdd, tmp_path, capsys):
     assert results["wer"] <= 3 / 18, results["errors"]  # measured 0/18 errors (also at penalties 0, -40)
     hyp_lines = (connected / "results.txt").read_text().splitlines()
     assert len(hyp_lines) == 6 and all(len(line.split()) >= 2 for line in hyp_lines)
+    assert main(["hmm", "decode", "--data", str(strings), "--model", str(model), "--out",
+                 str(tmp_path / "exp" / "connected_sil"), "--connected", "--insertion-penalty", "-100",
+                 "--silence-model", str(tmp_path / "exp" / "silence.hmm"), "-q"]) == 0
+    results = json.loads((tmp_path / "exp" / "connected_sil" / "results.json").read_text())
+    assert results["wer"] <= 3 / 18 and results["silence_model"]  # measured 0/18 errors
 
     # Bad input: an utterance with unreadable audio, one without a transcription, one with an
     # unknown word. The batch goes on, reports them and exits with status 3.

@@ -90,6 +90,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--variance-floor-ratio", type=float, default=None,
                    help="variance floor as a fraction of the global variance (HCompV -f)")
     _add_feature_options(p)
+    p.add_argument("--silence-out", metavar="HMM",
+                   help="also train a silence model (one state, 4 Gaussians) on the frames the "
+                        "VAD drops from the training utterances, for 'decode --connected "
+                        "--silence-model'")
     p.add_argument("--cmvn", choices=("utterance", "speaker"), default="speaker",
                    help="feature mean and variance normalisation over each utterance or over all "
                         "of a speaker's utterances (utt2spk; default: speaker); decode and align "
@@ -116,6 +120,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="decode each utterance as a string of words (Viterbi token passing over "
                         "the word models, word-loop grammar); results.txt then holds the "
                         "hypotheses in Kaldi's text format, scored by WER")
+    p.add_argument("--silence-model", metavar="HMM",
+                   help="with --connected: a silence model from 'train --silence-out' that may "
+                        "appear before, between and after words")
     p.add_argument("--insertion-penalty", type=float, default=0.0,
                    help="with --connected: nats added per word (negative: fewer insertions; "
                         "tune it on development data; default: 0)")
@@ -332,7 +339,50 @@ def _train(args: argparse.Namespace) -> int:
     rec.save(out, meta={"feature_config": config.to_dict(), "cmvn": args.cmvn,
                          "data": str(Path(args.data).resolve())})
     log(f"train: {len(rec.words_)} word models -> {out}")
+    if args.silence_out:
+        silence = _train_silence(data, [u for u in data.utterances if u in feats], config, store,
+                                 args.cmvn, problems)
+        silence.save(args.silence_out, meta={"feature_config": config.to_dict(), "cmvn": args.cmvn})
+        log(f"train: silence model -> {args.silence_out}")
     return _finish("train", problems, log)
+
+
+def _train_silence(data, utts: list[str], config, store, cmvn: str, problems: list[str]):
+    """A one-state silence model on the frames the VAD drops, normalised like the speech."""
+    import numpy as np
+
+    from speakergmm.features import get_extractor
+    from speakergmm.hmm import GMMHMM
+
+    if not config.vad:
+        raise _Failure("--silence-out needs the energy VAD (the silence frames are those it drops)",
+                       EXIT_USAGE)
+    speech, everything = get_extractor(config), get_extractor(config.replace(vad=False))
+    by_speaker: dict[str, list[np.ndarray]] = {}
+    for utt in utts:
+        by_speaker.setdefault(data.utt2spk[utt], []).append(np.asarray(store[utt], dtype=np.float64))
+    speaker_stats = {spk: (np.concatenate(a).mean(axis=0), np.concatenate(a).std(axis=0))
+                     for spk, a in by_speaker.items()}
+    frames = []
+    for utt in utts:
+        try:
+            voiced = speech.extract_full(data.wav[utt]).voiced
+            everything_frames = everything.extract_full(data.wav[utt]).features
+        except Exception as exc:  # noqa: BLE001 - reported, and left out of the silence model
+            problems.append(f"{utt}: left out of the silence model ({exc})")
+            continue
+        if voiced.all():
+            continue
+        if cmvn == "speaker":
+            mean, std = speaker_stats[data.utt2spk[utt]]
+        else:
+            kept = np.asarray(store[utt], dtype=np.float64)
+            mean, std = kept.mean(axis=0), kept.std(axis=0)
+        frames.append((everything_frames[~voiced] - mean) / np.where(std > 1e-10, std, 1.0))
+    if not frames or sum(f.shape[0] for f in frames) < 20:
+        raise _Failure("--silence-out: the VAD drops too few frames of the training data to train "
+                       "a silence model")
+    return GMMHMM(n_states=1, n_components=4, n_iter=5).fit([np.concatenate(frames)])
 
 
 # --------------------------------------------------------------------------- decode
@@ -426,7 +476,17 @@ def _decode_connected(args, rec, data, utts, X, text, problems, out: Path, log) 
     from speakergmm.hmm.scoring import word_error_rate
     from speakergmm.io import atomic_write_json, atomic_write_text
 
-    decoder = ConnectedWordDecoder(rec, insertion_penalty=args.insertion_penalty)
+    silence = None
+    if args.silence_model:
+        from speakergmm.hmm import GMMHMM
+
+        if not Path(args.silence_model).is_file():
+            raise _Failure(f"--silence-model {args.silence_model}: no such file")
+        silence = GMMHMM.load(args.silence_model)
+        if silence.n_features != rec.n_features_:
+            raise _Failure(f"--silence-model {args.silence_model}: {silence.n_features} features, "
+                           f"the word models have {rec.n_features_}")
+    decoder = ConnectedWordDecoder(rec, insertion_penalty=args.insertion_penalty, silence=silence)
     hypotheses: dict[str, list[str]] = {}
     for utt, x in zip(utts, X):
         try:
@@ -436,6 +496,7 @@ def _decode_connected(args, rec, data, utts, X, text, problems, out: Path, log) 
     atomic_write_text(out / "results.txt", "".join(f"{u} {' '.join(h)}\n" for u, h in hypotheses.items()))
     results: dict[str, Any] = {"model": str(Path(args.model).resolve()), "data": str(Path(args.data).resolve()),
                                "mode": "connected", "insertion_penalty": args.insertion_penalty,
+                               "silence_model": args.silence_model,
                                "n_utterances": len(data.utterances), "n_decoded": len(hypotheses),
                                "cmvn": rec.meta_.get("cmvn", "utterance"), "skipped": problems}
     scored = [u for u in hypotheses if u in text]
