@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="MODEL", help="model file to write")
     g = p.add_argument_group("word models")
     g.add_argument("--states", type=_positive_int, default=8, help="HMM states per word (default: 8)")
-    g.add_argument("--mixtures", type=_positive_int, default=8, help="Gaussians per state (default: 8)")
+    g.add_argument("--mixtures", type=_positive_int, default=4,
+                   help="Gaussians per state (default: 4, which generalised best to unseen "
+                        "speakers on FSDD, docs/hmm.md)")
     g.add_argument("--iterations", type=_positive_int, default=8,
                    help="Baum-Welch iterations at the final mixture size (default: 8)")
     g.add_argument("--grow-iterations", type=_positive_int, default=4,
