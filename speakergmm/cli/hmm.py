@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("word models")
     g.add_argument("--states", type=_positive_int, default=8, help="HMM states per word (default: 8)")
     g.add_argument("--mixtures", type=_positive_int, default=4,
-                   help="Gaussians per state (default: 4, which generalised best to unseen "
+                   help="Gaussians per state (default: 4, which generalised better than 8 to unseen "
                         "speakers on FSDD, docs/hmm.md)")
     g.add_argument("--iterations", type=_positive_int, default=8,
                    help="Baum-Welch iterations at the final mixture size (default: 8)")
