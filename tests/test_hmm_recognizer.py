@@ -150,6 +150,10 @@ def test_word_model_is_copied_per_word(corpus, recognizer):
     assert rec.get_params()["hmm__n_states"] == 3  # nested parameters, scikit-learn style
     rec.set_params(hmm__n_iter=2, scoring="viterbi")
     assert template.n_iter == 2 and rec.scoring == "viterbi"
+    sklearn_base = pytest.importorskip("sklearn.base")
+    copy = sklearn_base.clone(rec)
+    assert copy.hmm is not template and copy.hmm.get_params() == template.get_params()
+    assert copy.models_ is None and copy.scoring == "viterbi"
 
 
 def test_deprecated_keywords_still_work(corpus, recognizer):
