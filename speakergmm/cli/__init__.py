@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-_MODULES = ("features", "verification", "demo")
+_MODULES = ("features", "verification", "demo", "hmm")
 
 
 def build_parser() -> argparse.ArgumentParser:

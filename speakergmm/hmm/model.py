@@ -26,7 +26,9 @@ every state the mixture of all the data.
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,11 +37,13 @@ from threadpoolctl import threadpool_limits
 from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture import (GMM, GaussianMixture, SufficientStats, ml_update,
+from speakergmm.mixture import (GMM, GaussianMixture, SufficientStats, map_update, ml_update,
                                 stats_from_responsibilities)
+from speakergmm.mixture._base import ParamsMixin
 from speakergmm.mixture.em import EMHooks, iterate, split_components
 
-__all__ = ["GMMHMM", "check_sequences", "NoPathError"]
+__all__ = ["ConvergenceMonitor", "GMMHMM", "GaussianHMM", "HMMStats", "check_sequences", "NoPathError",
+           "stack_sequences"]
 
 FORMAT = "speakergmm.GMMHMM"
 VERSION = 1
@@ -105,13 +109,120 @@ def check_sequences(sequences: np.ndarray | Sequence[np.ndarray], n_features: in
     return X, offsets
 
 
+def stack_sequences(X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None,
+                    n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences given either way hmmlearn and speakergmm accept them, stacked for the kernels.
+
+    Parameters
+    ----------
+    X : (N, D) array, or a sequence of (T, D) arrays
+        With ``lengths``: all frames back to back (hmmlearn's convention). Without: one
+        sequence (a 2-D array) or a list of sequences.
+    lengths : sequence of int, optional
+        Frames of each sequence in ``X``; they must sum to ``len(X)``.
+
+    Returns
+    -------
+    X : (N, D) float64 array and offsets (n_seq + 1,), as :func:`check_sequences`.
+    """
+    if lengths is None:
+        return check_sequences(X, n_features)
+    if isinstance(lengths, (bool, np.bool_)):
+        raise TypeError("lengths must be a sequence of sequence lengths, got a bool "
+                        "(warm_start is keyword-only: fit(X, lengths, warm_start=True))")
+    if not (isinstance(X, np.ndarray) or hasattr(X, "__array__")) or np.ndim(X) != 2:
+        raise ValueError("with lengths, X must be one 2-D (frames, features) array holding all "
+                         "sequences back to back")
+    sizes = np.asarray(lengths)
+    if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
+        raise ValueError(f"lengths must be a non-empty 1-D sequence of integers, got {lengths!r}")
+    if np.any(sizes < 1):
+        raise ValueError(f"lengths[{int(np.flatnonzero(sizes < 1)[0])}] is {int(sizes[sizes < 1][0])}; "
+                         "every sequence needs at least one frame")
+    X = np.asarray(X)
+    if int(sizes.sum()) != X.shape[0]:
+        raise ValueError(f"lengths sum to {int(sizes.sum())} but X has {X.shape[0]} frames")
+    return check_sequences(np.split(X, np.cumsum(sizes)[:-1]), n_features)
+
+
+@dataclass
+class HMMStats:
+    """Baum-Welch statistics of sequences under one HMM (:meth:`GMMHMM.accumulate`).
+
+    Attributes
+    ----------
+    states : list of SufficientStats or None
+        Each state's mixture statistics, frames weighted by the state's occupancy (None: a
+        state no path visits).
+    start_counts : (S,) expected number of sequences starting in each state
+    transition_counts : (S, S) expected transition counts
+    log_likelihood : float, total over the sequences
+    n_sequences : int
+    """
+
+    states: list[SufficientStats | None]
+    start_counts: np.ndarray
+    transition_counts: np.ndarray
+    log_likelihood: float
+    n_sequences: int
+
+    def __add__(self, other: "HMMStats") -> "HMMStats":
+        if len(self.states) != len(other.states):
+            raise ValueError("statistics of HMMs with different numbers of states")
+        states = [b if a is None else a if b is None else a + b for a, b in zip(self.states, other.states)]
+        return HMMStats(states, self.start_counts + other.start_counts,
+                        self.transition_counts + other.transition_counts,
+                        self.log_likelihood + other.log_likelihood, self.n_sequences + other.n_sequences)
+
+
+class ConvergenceMonitor:
+    """Training history in hmmlearn's ``ConvergenceMonitor`` shape (``model.monitor_``).
+
+    Attributes
+    ----------
+    tol : float
+        The model's tolerance (nats per frame here; absolute in hmmlearn).
+    n_iter : int
+        Maximum Baum-Welch iterations.
+    history : list of float
+        Total log-likelihood before each Baum-Welch M-step (hmmlearn keeps the last two).
+    iter : int
+        Baum-Welch iterations run at the final mixture size.
+    converged : bool
+        Whether training stopped because the improvement fell below the tolerance.
+    """
+
+    def __init__(self, tol: float, n_iter: int, history: Sequence[float], n_iter_run: int,
+                 converged: bool) -> None:
+        self.tol = tol
+        self.n_iter = n_iter
+        self.verbose = False
+        self.history = list(history)
+        self.iter = n_iter_run
+        self.converged = converged
+
+    def __repr__(self) -> str:
+        return (f"ConvergenceMonitor(iter={self.iter}, n_iter={self.n_iter}, converged={self.converged}, "
+                f"last={self.history[-1] if self.history else None})")
+
+
 def _log(p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.log(p)
 
 
-class GMMHMM:
+class GMMHMM(ParamsMixin):
     """Hidden Markov model with Gaussian-mixture emissions (the classic acoustic model).
+
+    It speaks hmmlearn's interface as well as its own: ``fit(X, lengths)``,
+    ``score(X, lengths)``, ``score_samples``, ``decode(X, lengths, algorithm=)``,
+    ``predict``, ``predict_proba``, ``sample`` and the attributes ``startprob_``,
+    ``transmat_``, ``weights_``, ``means_``, ``covars_`` (hmmlearn's ``GMMHMM`` shapes) and
+    ``monitor_``; every method also takes a list of (T, D) sequences instead of
+    ``X, lengths``. :meth:`from_hmmlearn` / :meth:`to_hmmlearn` convert fitted models.
+    The number of states is ``n_states`` here (hmmlearn's ``n_components``) and the
+    Gaussians per state ``n_components`` (hmmlearn's ``n_mix``), so ``GMMHMM(3, 2)`` means
+    the same in both libraries.
 
     Parameters
     ----------
@@ -211,7 +322,8 @@ class GMMHMM:
         states = list(states)
         if topology is None:
             topology = Topology(startprob, transmat, final, name="given")
-        params.setdefault("n_components", max(g.n_components for g in states))
+        if "n_components" in cls._get_param_names():
+            params.setdefault("n_components", max(g.n_components for g in states))
         model = cls(n_states=topology.n_states, topology=topology, **params)
         model._set_parameters(states, np.asarray(startprob, float), np.asarray(transmat, float))
         return model
@@ -272,8 +384,45 @@ class GMMHMM:
         return self.states_[0].n_features
 
     def _check_fitted(self) -> None:
-        if self.states_ is None:
-            raise RuntimeError("this GMMHMM has no parameters yet: call fit() or from_parameters()")
+        if getattr(self, "states_", None) is None:
+            raise RuntimeError(f"this {type(self).__name__} has no parameters yet: call fit() or "
+                               "from_parameters()")
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "states_", None) is not None
+
+    # hmmlearn's attribute names, read from the states' mixtures (GMMHMM shapes).
+    @property
+    def n_mix(self) -> int:
+        """Gaussians per state (hmmlearn's name for ``n_components``)."""
+        return self.states_[0].n_components if self.__sklearn_is_fitted__() else self.n_components
+
+    @property
+    def weights_(self) -> np.ndarray:
+        """(n_states, n_mix) mixture weights of every state."""
+        self._check_fitted()
+        return np.stack([g.weights for g in self.states_])
+
+    @property
+    def means_(self) -> np.ndarray:
+        """(n_states, n_mix, n_features) component means of every state."""
+        self._check_fitted()
+        return np.stack([g.means for g in self.states_])
+
+    @property
+    def covars_(self) -> np.ndarray:
+        """Covariances in hmmlearn's GMMHMM shape: (n_states, n_mix) spherical,
+        (n_states, n_mix, n_features) diag, (n_states, n_mix, n_features, n_features) full,
+        (n_states, n_features, n_features) tied (tied within each state)."""
+        self._check_fitted()
+        return np.stack([g.covariances for g in self.states_])
+
+    @property
+    def monitor_(self) -> ConvergenceMonitor:
+        """Baum-Welch history as hmmlearn's ``ConvergenceMonitor`` attributes."""
+        self._check_fitted()
+        return ConvergenceMonitor(self.tol, self.n_iter, getattr(self, "history_", []),
+                                  getattr(self, "n_iter_", 0), getattr(self, "converged_", False))
 
     # ================================================================== emissions
     def log_emissions(self, X: np.ndarray) -> np.ndarray:
@@ -322,9 +471,51 @@ class GMMHMM:
             return K.viterbi(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)[1]
         return K.forward_loglik(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)
 
-    def score(self, X: np.ndarray) -> float:
-        """Log-likelihood log p(X) of one (T, D) sequence (-inf if no path explains it)."""
-        return float(self.score_sequences([X])[0])
+    def score(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None) -> float:
+        """Total log-likelihood of the sequences (forward algorithm), as hmmlearn's ``score``.
+
+        ``X`` is one (T, D) sequence, a list of them, or all frames back to back with
+        ``lengths``. A sequence no path of the topology explains contributes ``-inf``.
+        """
+        self._check_fitted()
+        X_, offsets = stack_sequences(X, lengths, self.n_features)
+        return float(self.score_batch(X_, offsets).sum())
+
+    def _posteriors_batch(self, X: np.ndarray | Sequence[np.ndarray],
+                          lengths: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        X_, offsets = stack_sequences(X, lengths, self.n_features)
+        gamma, _, loglik = self._forward_backward(X_, offsets)
+        if np.any(loglik == -np.inf):
+            bad = int(np.flatnonzero(loglik == -np.inf)[0])
+            raise NoPathError(f"sequence {bad}: " + self._no_path_message(int(np.diff(offsets)[bad])))
+        return loglik, gamma
+
+    def score_samples(self, X: np.ndarray | Sequence[np.ndarray],
+                      lengths: Sequence[int] | None = None) -> tuple[float, np.ndarray]:
+        """Total log-likelihood and state posteriors ``gamma[t, s]`` of every frame (hmmlearn).
+
+        Returns
+        -------
+        log_prob : float
+        posteriors : (N, n_states) array, the frames of all sequences back to back.
+
+        Raises
+        ------
+        NoPathError
+            If no path of the topology explains a sequence (names it).
+        """
+        loglik, gamma = self._posteriors_batch(X, lengths)
+        return float(loglik.sum()), gamma
+
+    def predict_proba(self, X: np.ndarray | Sequence[np.ndarray],
+                      lengths: Sequence[int] | None = None) -> np.ndarray:
+        """State posteriors ``p(q_t = s | X)`` of every frame, (N, n_states)."""
+        return self._posteriors_batch(X, lengths)[1]
+
+    def predict(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None) -> np.ndarray:
+        """Viterbi state of every frame, (N,) (hmmlearn's ``predict``)."""
+        return self.decode(X, lengths)[1]
 
     def posteriors(self, X: np.ndarray) -> tuple[float, np.ndarray]:
         """Log-likelihood and state occupancies ``gamma[t, s] = p(q_t = s | X)`` of one sequence.
@@ -349,18 +540,45 @@ class GMMHMM:
         path, score = self._viterbi(X, offsets)
         return score, [path[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
-    def decode(self, X: np.ndarray) -> tuple[float, np.ndarray]:
-        """Viterbi decoding of one sequence: ``(log p(X, best path), best path (T,))``.
+    def decode(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None,
+               algorithm: str = "viterbi") -> tuple[float, np.ndarray]:
+        """Best state sequence, as hmmlearn's ``decode``.
+
+        Parameters
+        ----------
+        X, lengths :
+            One (T, D) sequence, a list of them, or frames back to back with ``lengths``.
+        algorithm : {"viterbi", "map"}
+            "viterbi": the single most probable path; ``log_prob`` is its total
+            ``log p(X, path)``. "map": the most probable state of each frame on its own
+            (argmax of the posteriors); ``log_prob`` is the sum of the log posteriors of the
+            chosen states (hmmlearn 0.3 sums the posteriors themselves instead).
+
+        Returns
+        -------
+        log_prob : float, summed over the sequences
+        state_sequence : (N,) int array, the sequences back to back
 
         Raises
         ------
         NoPathError
-            If no path of the topology explains the sequence.
+            If no path of the topology explains a sequence.
         """
-        score, paths = self.decode_sequences([X])
-        if score[0] == -np.inf:
-            raise NoPathError(self._no_path_message(len(paths[0])))
-        return float(score[0]), paths[0]
+        if algorithm == "map":
+            _, gamma = self._posteriors_batch(X, lengths)
+            best = gamma.argmax(axis=1)
+            with np.errstate(divide="ignore"):
+                return float(np.log(gamma[np.arange(best.size), best]).sum()), best
+        if algorithm != "viterbi":
+            raise ValueError(f"algorithm must be 'viterbi' or 'map', got {algorithm!r}")
+        self._check_fitted()
+        X_, offsets = stack_sequences(X, lengths, self.n_features)
+        path, score = self._viterbi(X_, offsets)
+        if np.any(score == -np.inf):
+            bad = int(np.flatnonzero(score == -np.inf)[0])
+            message = self._no_path_message(int(np.diff(offsets)[bad]))
+            raise NoPathError(message if score.size == 1 else f"sequence {bad}: {message}")
+        return float(score.sum()), path
 
     def align_states(self, X: np.ndarray, state_sequence: Sequence[int]) -> tuple[float, np.ndarray]:
         """Forced alignment of X to a known sequence of states.
@@ -422,22 +640,27 @@ class GMMHMM:
         return float(score[0]), seq[path]
 
     # ================================================================== sampling
-    def sample(self, n_frames: int, random_state: int | np.random.Generator | None = None,
-               max_tries: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """Draw one sequence of ``n_frames`` frames and its state path.
+    def sample(self, n_samples: int = 1, random_state: int | np.random.Generator | None = None,
+               currstate: int | None = None, max_tries: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Draw one sequence of ``n_samples`` frames and its state path (hmmlearn's ``sample``).
 
-        Paths that do not end in a final state are rejected and redrawn (at most
+        ``currstate`` fixes the state of the first frame (to continue a sequence drawn
+        before). Paths that do not end in a final state are rejected and redrawn (at most
         ``max_tries`` times), so the sample follows the model conditioned on the length.
         """
         self._check_fitted()
+        n_frames = n_samples
         if int(n_frames) != n_frames or n_frames < 1:
-            raise ValueError(f"n_frames must be a positive integer, got {n_frames!r}")
+            raise ValueError(f"n_samples must be a positive integer, got {n_frames!r}")
+        n_frames = int(n_frames)
         rng = np.random.default_rng(random_state)
         n_states = len(self.states_)
+        if currstate is not None and not (0 <= int(currstate) < n_states):
+            raise ValueError(f"currstate must be a state in 0..{n_states - 1}, got {currstate!r}")
         cum_trans = np.cumsum(self.transmat_, axis=1)
         for _ in range(max_tries):
             states = np.empty(n_frames, dtype=np.int64)
-            states[0] = rng.choice(n_states, p=self.startprob_)
+            states[0] = rng.choice(n_states, p=self.startprob_) if currstate is None else int(currstate)
             draws = rng.random(n_frames)
             for t in range(1, n_frames):  # sampling only: one draw per frame
                 states[t] = min(int(np.searchsorted(cum_trans[states[t - 1]], draws[t], side="right")),
@@ -455,10 +678,14 @@ class GMMHMM:
         return X, states
 
     # ================================================================== training
-    def fit(self, sequences: Sequence[np.ndarray], warm_start: bool = False) -> "GMMHMM":
-        """Train on a list of (T, D) sequences: initialise, Viterbi training, Baum-Welch.
+    def fit(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None, *,
+            warm_start: bool = False) -> "GMMHMM":
+        """Train: initialise, Viterbi training, Baum-Welch.
 
-        ``warm_start=True`` continues from the current parameters (no initialisation).
+        ``X`` is a list of (T, D) sequences, one sequence, or (hmmlearn's convention) all
+        frames back to back with ``lengths``; ``fit(X, lengths)`` and ``fit(list)`` train
+        the same model. ``warm_start=True`` continues from the current parameters (no
+        initialisation; hmmlearn's ``init_params=""``).
         Sets ``history_`` (total log-likelihood before each Baum-Welch M-step),
         ``viterbi_history_``, ``n_iter_`` and ``converged_``.
 
@@ -469,20 +696,22 @@ class GMMHMM:
         NoPathError
             If a sequence is too short for the topology (names the sequence).
         """
+        warm = warm_start and getattr(self, "states_", None) is not None
+        stacked = stack_sequences(X, lengths, self.states_[0].n_features if warm else None)
         with threadpool_limits(limits=BLAS_THREADS):
-            return self._fit(sequences, warm_start)
+            return self._fit(stacked, warm_start)
 
-    def _fit(self, sequences: Sequence[np.ndarray], warm_start: bool) -> "GMMHMM":
+    def _fit(self, stacked: tuple[np.ndarray, np.ndarray], warm_start: bool) -> "GMMHMM":
         topo = self._topology()
-        X, offsets = check_sequences(sequences, self.states_[0].n_features
-                                     if (warm_start and self.states_ is not None) else None)
+        X, offsets = stacked
         lengths = np.diff(offsets)
         short = np.flatnonzero(lengths < topo.min_frames)
         if short.size:
             raise NoPathError(f"sequence {short[0]} has {lengths[short[0]]} frames; the {topo.name} "
                               f"topology needs at least {int(topo.min_frames)}")
-        growing = self.grow_mixtures and not (warm_start and self.states_ is not None)
-        if not (warm_start and self.states_ is not None):
+        warm = warm_start and getattr(self, "states_", None) is not None
+        growing = self.grow_mixtures and not warm
+        if not warm:
             self._initialise(X, offsets, topo, 1 if growing else self.n_components)
         self.viterbi_history_ = []
         for _ in range(self.viterbi_iter):
@@ -557,6 +786,19 @@ class GMMHMM:
 
     def _baum_welch_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
         """One E-step and M-step; returns the total log-likelihood under the old parameters."""
+        stats = self._accumulate(X, offsets)
+        new_states = []
+        for gmm, state_stats in zip(self.states_, stats.states):
+            if state_stats is None:  # a state no path visits keeps its mixture
+                new_states.append(gmm)
+                continue
+            new_states.append(ml_update(state_stats, reg_covar=self.reg_covar,
+                                        variance_floor=self.variance_floor, previous=gmm))
+        self._m_step_transitions(new_states, stats.start_counts, stats.transition_counts)
+        return stats.log_likelihood
+
+    def _accumulate(self, X: np.ndarray, offsets: np.ndarray) -> "HMMStats":
+        """The Baum-Welch E-step: every state's mixture statistics and the transition counts."""
         emit, joint = self._emissions(X, keep_joint=True)
         gamma, xi, loglik = self._forward_backward(X, offsets, emit)
         if np.any(loglik == -np.inf):
@@ -571,15 +813,50 @@ class GMMHMM:
             all_stats = self._stacked_statistics(X, joint, emit, gamma)
         else:
             all_stats = self._per_state_statistics(X, gamma)
-        new_states = []
-        for gmm, stats in zip(self.states_, all_stats):
-            if stats is None:  # a state no path visits keeps its mixture
-                new_states.append(gmm)
-                continue
-            new_states.append(ml_update(stats, reg_covar=self.reg_covar,
-                                        variance_floor=self.variance_floor, previous=gmm))
-        self._m_step_transitions(new_states, start_counts, trans_counts)
-        return float(loglik.sum())
+        return HMMStats(all_stats, start_counts, trans_counts, float(loglik.sum()), int(offsets.size - 1))
+
+    def accumulate(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None) -> "HMMStats":
+        """Baum-Welch statistics of sequences under the current parameters (the E-step).
+
+        Each state's :class:`~speakergmm.mixture.SufficientStats` (its mixture's frames
+        weighted by the state's occupancy), the expected start and transition counts and
+        the total log-likelihood. Statistics of several batches add up (``+``); they feed
+        any update: ``ml_update`` (training), ``map_update`` (:meth:`adapt_map`) or a
+        shared transform (:func:`speakergmm.hmm.adaptation.estimate_mllr`).
+
+        Raises
+        ------
+        NoPathError
+            If no path of the topology explains a sequence.
+        """
+        self._check_fitted()
+        X_, offsets = stack_sequences(X, lengths, self.n_features)
+        with threadpool_limits(limits=BLAS_THREADS):
+            return self._accumulate(X_, offsets)
+
+    def adapt_map(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None,
+                  relevance_factor: float = 16.0, adapt: str = "m",
+                  stats: "HMMStats | None" = None) -> "GMMHMM":
+        """A copy adapted to the sequences by MAP (Reynolds' relevance-factor update per state).
+
+        Each state's mixture is the prior of :func:`~speakergmm.mixture.map_update` with the
+        state's Baum-Welch statistics (``stats``, or those of ``X``); transitions are kept.
+        A state the data does not visit keeps its mixture. This is how a word model is
+        moved towards a new speaker.
+        """
+        self._check_fitted()
+        if stats is None:
+            stats = self.accumulate(X, lengths)
+        states = [gmm if st is None else map_update(st, gmm, relevance_factor=relevance_factor, adapt=adapt)
+                  for gmm, st in zip(self.states_, stats.states)]
+        return self.with_states(states)
+
+    def with_states(self, states: Sequence[GMM]) -> "GMMHMM":
+        """A copy with other state mixtures (same structure, transitions and parameters)."""
+        self._check_fitted()
+        model = copy.copy(self)
+        model._set_parameters(list(states), self.startprob_, self.transmat_)
+        return model
 
     def _per_state_statistics(self, X: np.ndarray, gamma: np.ndarray) -> list[SufficientStats | None]:
         """Each state's mixture accumulates the frames weighted by its occupancy (its E-step)."""
@@ -677,7 +954,7 @@ class GMMHMM:
                 arrays[f"{prefix}state{s}.{key}"] = value
         meta = {"n_states": len(self.states_), "topology": self.topology_.name,
                 "covariance_type": self.covariance_type,
-                "params": self.get_params()}
+                "params": self.json_params()}
         return arrays, meta
 
     @classmethod
@@ -690,8 +967,8 @@ class GMMHMM:
         for s in range(n_states):
             head = f"{prefix}state{s}."
             states.append(GMM.from_arrays({k[len(head):]: v for k, v in arrays.items() if k.startswith(head)}))
-        params = {k: v for k, v in dict(meta.get("params", {})).items()
-                  if k not in ("topology", "n_states")}
+        names = set(cls._get_param_names()) - {"topology", "n_states"}
+        params = {k: v for k, v in dict(meta.get("params", {})).items() if k in names}
         model = cls(n_states=n_states, topology=topo, **params)
         model._set_parameters(states, np.asarray(arrays[f"{prefix}startprob"], float),
                               np.asarray(arrays[f"{prefix}transmat"], float))
@@ -715,13 +992,10 @@ class GMMHMM:
             raise ModelFileError(f"{path}: corrupt {FORMAT} file ({exc})") from exc
 
     # ================================================================== helpers
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-able; a Topology is given by name)."""
-        names = ("n_states", "n_components", "covariance_type", "n_skips", "init", "n_iter",
-                 "viterbi_iter", "tol", "reg_covar", "variance_floor", "transition_floor",
-                 "fixed_topology", "init_max_iter", "mixture_init", "grow_mixtures", "grow_iter",
-                 "occupancy_threshold", "random_state")
-        params = {name: getattr(self, name) for name in names}
+    def json_params(self) -> dict[str, Any]:
+        """Constructor parameters as plain data (for model files and results): a
+        :class:`Topology` is given by its name (its arrays travel with the model)."""
+        params = self.get_params(deep=False)
         params["topology"] = self.topology.name if isinstance(self.topology, Topology) else self.topology
         return params
 
@@ -730,7 +1004,121 @@ class GMMHMM:
                 f"{self.topology_.name} topology (it needs at least "
                 f"{int(self.topology_.min_frames)} frames)")
 
-    def __repr__(self) -> str:
-        fitted = "fitted" if self.states_ is not None else "not fitted"
-        return (f"GMMHMM(n_states={self.n_states}, n_components={self.n_components}, "
-                f"covariance_type={self.covariance_type!r}, topology={self.topology!r}, {fitted})")
+    # ================================================================== hmmlearn
+    @classmethod
+    def from_hmmlearn(cls, model: Any, **params: Any) -> "GMMHMM":
+        """A GMMHMM with the parameters of a fitted ``hmmlearn.hmm.GMMHMM`` or ``GaussianHMM``.
+
+        The topology is the structure of its ``startprob_`` / ``transmat_`` (their zeros
+        become structural), with every state final (hmmlearn's convention), so every
+        method gives hmmlearn's results. ``n_iter`` is copied; ``params`` override any
+        constructor parameter (e.g. ``reg_covar``).
+        """
+        cov = model.covariance_type
+        n_states = int(model.n_components)
+        if hasattr(model, "n_mix"):  # GMMHMM: parameters already per state and component
+            weights, means, covars = model.weights_, model.means_, model.covars_
+        else:  # GaussianHMM: one Gaussian per state, hmmlearn's internal covariance shapes
+            weights = np.ones((n_states, 1))
+            means = np.asarray(model.means_)[:, None, :]
+            internal = np.asarray(model._covars_)
+            covars = {"spherical": lambda c: c[:, None], "diag": lambda c: c[:, None, :],
+                      "full": lambda c: c[:, None], "tied": lambda c: np.repeat(c[None, None], n_states, 0)
+                      }[cov](internal)
+            if cov == "tied":  # shared by all states there; a full covariance per state here
+                cov = "full"
+        states = [GMM(weights[s], means[s], covars[s], covariance_type=cov) for s in range(n_states)]
+        topology = Topology(model.startprob_, model.transmat_, None, name="from hmmlearn")
+        params.setdefault("n_iter", int(model.n_iter))
+        params.setdefault("covariance_type", cov)
+        return cls.from_parameters(states, model.startprob_, model.transmat_, topology=topology, **params)
+
+    def to_hmmlearn(self) -> Any:
+        """The same model as an ``hmmlearn.hmm.GMMHMM`` (``init_params=""``, so fitting it
+        continues from these parameters).
+
+        hmmlearn's models may end in any state: for a topology with final states (a
+        left-to-right word model) its likelihoods differ from ours.
+        """
+        from hmmlearn.hmm import GMMHMM as HmmlearnGMMHMM
+
+        self._check_fitted()
+        model = HmmlearnGMMHMM(n_components=len(self.states_), n_mix=self.n_mix,
+                               covariance_type=self.covariance_type, n_iter=self.n_iter,
+                               init_params="")
+        model.n_features = self.n_features
+        model.startprob_ = self.startprob_.copy()
+        model.transmat_ = self.transmat_.copy()
+        model.weights_ = self.weights_
+        model.means_ = self.means_
+        model.covars_ = self.covars_
+        return model
+
+
+
+class GaussianHMM(GMMHMM):
+    """HMM with one Gaussian per state: :class:`GMMHMM` with ``n_components=1`` and hmmlearn's
+    ``GaussianHMM`` attribute shapes (``means_`` (n_states, n_features), ``covars_`` as full
+    matrices (n_states, n_features, n_features) whatever the covariance type).
+
+    ``covariance_type`` is "diag", "full" or "spherical"; hmmlearn's "tied" (one matrix
+    shared by all states) has no counterpart here (use "full"). The other parameters are
+    :class:`GMMHMM`'s.
+    """
+
+    def __init__(self, n_states: int = 5, covariance_type: str = "diag",
+                 topology: str | Topology = "left-to-right", n_skips: int = 0, init: str = "uniform",
+                 n_iter: int = 10, viterbi_iter: int = 0, tol: float = 1e-4, reg_covar: float = 1e-6,
+                 variance_floor: float | None = None, transition_floor: float = 0.0,
+                 fixed_topology: bool = True, init_max_iter: int = 20,
+                 occupancy_threshold: float = 1e-10, random_state: int | None = 0) -> None:
+        super().__init__(n_states=n_states, n_components=1, covariance_type=covariance_type,
+                         topology=topology, n_skips=n_skips, init=init, n_iter=n_iter,
+                         viterbi_iter=viterbi_iter, tol=tol, reg_covar=reg_covar,
+                         variance_floor=variance_floor, transition_floor=transition_floor,
+                         fixed_topology=fixed_topology, init_max_iter=init_max_iter,
+                         occupancy_threshold=occupancy_threshold, random_state=random_state)
+
+    def _fit(self, stacked: tuple[np.ndarray, np.ndarray], warm_start: bool) -> "GMMHMM":
+        if self.covariance_type == "tied":
+            raise ValueError("covariance_type 'tied' (one matrix shared by all states) is not "
+                             "supported by GaussianHMM; use 'full'")
+        return super()._fit(stacked, warm_start)
+
+    @property
+    def means_(self) -> np.ndarray:
+        """(n_states, n_features) state means."""
+        self._check_fitted()
+        return np.concatenate([g.means for g in self.states_])
+
+    @property
+    def covars_(self) -> np.ndarray:
+        """(n_states, n_features, n_features) state covariances as full matrices (hmmlearn)."""
+        self._check_fitted()
+        out = []
+        for g in self.states_:
+            c = g.covariances
+            if g.covariance_type == "spherical":
+                c = np.eye(g.n_features) * c[0]
+            elif g.covariance_type == "diag":
+                c = np.diag(c[0])
+            elif g.covariance_type == "full":
+                c = c[0]
+            out.append(c)
+        return np.stack(out)
+
+    def to_hmmlearn(self) -> Any:
+        """The same model as an ``hmmlearn.hmm.GaussianHMM`` (``init_params=""``)."""
+        from hmmlearn.hmm import GaussianHMM as HmmlearnGaussianHMM
+
+        self._check_fitted()
+        model = HmmlearnGaussianHMM(n_components=len(self.states_), covariance_type=self.covariance_type,
+                                    n_iter=self.n_iter, init_params="")
+        model.n_features = self.n_features
+        model.startprob_ = self.startprob_.copy()
+        model.transmat_ = self.transmat_.copy()
+        model.means_ = self.means_
+        internal = np.stack([g.covariances for g in self.states_])
+        model.covars_ = {"spherical": lambda c: c[:, 0], "diag": lambda c: c[:, 0],
+                         "full": lambda c: c[:, 0]}[self.covariance_type](internal)
+        return model

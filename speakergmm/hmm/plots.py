@@ -14,7 +14,7 @@ import numpy as np
 
 from speakergmm.plotting import _new_figure, _save
 
-__all__ = ["plot_alignment", "state_segments"]
+__all__ = ["plot_alignment", "plot_technique_comparison", "state_segments"]
 
 
 def state_segments(path: np.ndarray) -> list[tuple[int, int, int]]:
@@ -96,4 +96,41 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
     axes[-1].set_xlim(0, duration)
     if path is not None:
         _save(fig, path, dpi=120)
+    return fig
+
+
+def plot_technique_comparison(accuracy: dict[str, dict[str, float]], path: str | os.PathLike,
+                              title: str = "Accuracy per held-out speaker", pooled: dict[str, float] | None = None):
+    """Grouped bars: ``accuracy[technique][group]`` (e.g. held-out speaker), one colour per technique.
+
+    ``pooled`` (technique -> accuracy over all groups) adds a last group "all". The y axis
+    starts below the smallest value so small differences stay visible; each bar is labelled.
+    """
+    techniques = list(accuracy)
+    if not techniques:
+        raise ValueError("no techniques to plot")
+    groups = list(next(iter(accuracy.values())))
+    if pooled is not None:
+        groups = groups + ["all"]
+        accuracy = {t: {**accuracy[t], "all": pooled[t]} for t in techniques}
+    fig = _new_figure((min(12.0, max(7.0, 0.3 * len(groups) * len(techniques))), 4.2))
+    ax = fig.subplots()
+    width = 0.8 / len(techniques)
+    lowest = min(v for t in techniques for v in accuracy[t].values())
+    for i, technique in enumerate(techniques):
+        values = [100 * accuracy[technique][g] for g in groups]
+        xs = np.arange(len(groups)) + (i - (len(techniques) - 1) / 2) * width
+        bars = ax.bar(xs, values, width, label=technique)
+        for bar, value in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, value + 0.2, f"{value:.1f}", ha="center",
+                    va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_ylim(max(0.0, 100 * lowest - 5), 103)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower left", ncol=min(3, len(techniques)))
+    ax.grid(axis="y", alpha=0.3)
+    if path is not None:
+        _save(fig, path, dpi=130)
     return fig

@@ -9,90 +9,97 @@ one matrix product, and one kernel call runs the forward recursion over all utte
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from speakergmm.hmm.model import FORMAT as HMM_FORMAT
-from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, NoPathError, check_sequences
+from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, GaussianHMM, NoPathError, check_sequences
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
+
+logger = logging.getLogger(__name__)
+from speakergmm.mixture._base import ParamsMixin
 from speakergmm.utils import parallel_map
 
 __all__ = ["WordRecognizer"]
 
 FORMAT = "speakergmm.WordRecognizer"
-VERSION = 1
+#: 2: settings saved as the word-model template's parameters (1: flat keyword arguments).
+VERSION = 2
 
-_HMM_PARAMS = ("n_states", "n_components", "covariance_type", "topology", "n_skips", "init", "n_iter",
-               "viterbi_iter", "tol", "reg_covar", "transition_floor", "fixed_topology",
-               "init_max_iter", "mixture_init", "grow_mixtures", "grow_iter", "occupancy_threshold",
-               "random_state")
+#: The word model used when none is given (the settings of the original keyword arguments).
+DEFAULT_HMM_PARAMS: dict[str, Any] = dict(n_states=6, n_components=2, viterbi_iter=3, reg_covar=1e-3)
+
+_HMM_CLASSES = {"GMMHMM": GMMHMM, "GaussianHMM": GaussianHMM}
 
 
-def _fit_word(job: tuple[str, dict[str, Any], list[np.ndarray]]) -> tuple[str, GMMHMM]:
-    word, params, sequences = job
+def unfitted_copy(hmm: GMMHMM, **overrides: Any) -> GMMHMM:
+    """An unfitted model with ``hmm``'s constructor parameters (scikit-learn's ``clone``)."""
+    params = copy.deepcopy(hmm.get_params(deep=False))
+    params.update(overrides)
+    return type(hmm)(**params)
+
+
+def _fit_word(job: tuple[str, GMMHMM, list[np.ndarray]]) -> tuple[str, GMMHMM]:
+    word, model, sequences = job
     try:
-        return word, GMMHMM(**params).fit(sequences)
+        return word, model.fit(sequences)
     except NoPathError as exc:
         raise NoPathError(f"word {word!r}: {exc}") from exc
     except ValueError as exc:  # name the word whose data or model is at fault
         raise ValueError(f"word {word!r}: {exc}") from exc
 
 
-class WordRecognizer:
+class WordRecognizer(ParamsMixin):
     """Isolated-word recogniser: one left-to-right GMM-HMM per word.
 
     Parameters
     ----------
-    n_states, n_components, covariance_type, topology, n_skips, init, n_iter, viterbi_iter,
-    tol, reg_covar, transition_floor, fixed_topology, init_max_iter, mixture_init, grow_mixtures, grow_iter,
-    occupancy_threshold, random_state :
-        Passed to each word's :class:`~speakergmm.hmm.GMMHMM`.
-    variance_floor : float or None
+    hmm : GMMHMM, optional
+        The word model: each word gets an unfitted copy of it (its constructor
+        parameters), as scikit-learn's ``clone``. Default:
+        ``GMMHMM(n_states=6, n_components=2, viterbi_iter=3, reg_covar=1e-3)``.
+    variance_floor_ratio : float or None
         HTK-style variance floor as a *fraction of the global variance* of all training
-        frames (HCompV ``-f``; e.g. 0.01). None: no floor beyond ``reg_covar``.
+        frames (HCompV ``-f``; e.g. 0.01); it replaces the word model's absolute
+        ``variance_floor``. None: the word model's own.
     priors : None, "empirical" or mapping word -> probability
         Word priors: uniform (None), proportional to the training counts, or given.
     scoring : {"forward", "viterbi"}
         Total likelihood or best-path score.
     n_jobs : int
         Word models trained in this many processes (pinned BLAS threads each).
+    **deprecated :
+        The word model's parameters as keyword arguments (``n_states=8, n_components=8,
+        ...``) and ``variance_floor`` (the relative floor): deprecated, use
+        ``hmm=GMMHMM(...)`` and ``variance_floor_ratio``. They still work, with a
+        ``FutureWarning``, and are applied to a copy of ``hmm`` (or of the default).
     """
 
-    def __init__(self, n_states: int = 6, n_components: int = 2, covariance_type: str = "diag",
-                 topology: str = "left-to-right", n_skips: int = 0, init: str = "uniform",
-                 n_iter: int = 10, viterbi_iter: int = 3, tol: float = 1e-4, reg_covar: float = 1e-3,
-                 variance_floor: float | None = None, transition_floor: float = 0.0,
-                 fixed_topology: bool = True, init_max_iter: int = 20, mixture_init: str = "split",
-                 grow_mixtures: bool = False, grow_iter: int = 4,
-                 occupancy_threshold: float = 1e-10, random_state: int | None = 0,
+    def __init__(self, hmm: GMMHMM | None = None, variance_floor_ratio: float | None = None,
                  priors: None | str | Mapping[str, float] = None, scoring: str = "forward",
-                 n_jobs: int = 1) -> None:
-        self.n_states = n_states
-        self.n_components = n_components
-        self.covariance_type = covariance_type
-        self.topology = topology
-        self.n_skips = n_skips
-        self.init = init
-        self.n_iter = n_iter
-        self.viterbi_iter = viterbi_iter
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.variance_floor = variance_floor
-        self.transition_floor = transition_floor
-        self.fixed_topology = fixed_topology
-        self.init_max_iter = init_max_iter
-        self.mixture_init = mixture_init
-        self.occupancy_threshold = occupancy_threshold
-        self.grow_mixtures = grow_mixtures
-        self.grow_iter = grow_iter
-        self.random_state = random_state
+                 n_jobs: int = 1, **deprecated: Any) -> None:
+        if deprecated:
+            hmm, variance_floor_ratio = _apply_deprecated(hmm, variance_floor_ratio, deprecated)
+        self.hmm = hmm
+        self.variance_floor_ratio = variance_floor_ratio
         self.priors = priors
         self.scoring = scoring
         self.n_jobs = n_jobs
         self.models_: dict[str, GMMHMM] | None = None
+
+    def word_model(self) -> GMMHMM:
+        """The (unfitted) word model each word copies: ``hmm``, or the default."""
+        if self.hmm is None:
+            return GMMHMM(**DEFAULT_HMM_PARAMS)
+        if not isinstance(self.hmm, GMMHMM):
+            raise TypeError(f"hmm must be a GMMHMM (or GaussianHMM), got {type(self.hmm).__name__}")
+        return self.hmm
 
     # ================================================================== training
     def fit(self, data: Mapping[str, Sequence[np.ndarray]]) -> "WordRecognizer":
@@ -121,10 +128,11 @@ class WordRecognizer:
                 raise ValueError(f"word {word!r}: {exc}") from exc
             n_features = X.shape[1]
             counts[str(word)] = len(seqs)
-        params = {name: getattr(self, name) for name in _HMM_PARAMS}
-        if self.variance_floor is not None:
-            params["variance_floor"] = self.variance_floor * _global_variance(data)
-        jobs = [(str(w), params, list(data[w])) for w in data]
+        template = self.word_model()
+        overrides = {}
+        if self.variance_floor_ratio is not None:
+            overrides["variance_floor"] = self.variance_floor_ratio * _global_variance(data)
+        jobs = [(str(w), unfitted_copy(template, **overrides), list(data[w])) for w in data]
         self.models_ = dict(parallel_map(_fit_word, jobs, jobs=min(self.n_jobs, len(jobs)),
                                          desc="training word HMMs"))
         self.words_ = words
@@ -189,12 +197,14 @@ class WordRecognizer:
         joint -= best[:, None]
         return joint - np.log(np.exp(joint).sum(axis=1, keepdims=True))
 
-    def predict(self, sequences: Sequence[np.ndarray], unexplained: str = "raise") -> np.ndarray:
+    def predict(self, sequences: Sequence[np.ndarray], unexplained: str = "label") -> np.ndarray:
         """Most probable word of each sequence (array of str).
 
-        ``unexplained="label"`` gives the empty label ``""`` to a sequence that is empty or
-        that no word model can explain (too short), so one such sequence does not abort the
-        whole batch; the default ``"raise"`` refuses the batch, naming the sequence.
+        A sequence that is empty or that no word model can explain (too short for the
+        topology) gets the empty label ``""`` and a warning on the ``speakergmm`` logger
+        naming it, so that one such sequence does not abort the whole batch (the default,
+        ``unexplained="label"``); ``"raise"`` refuses the batch instead, naming the sequence.
+        Sequences of the wrong shape are refused either way.
         """
         if unexplained == "raise":
             log_proba = self.predict_log_proba(sequences)
@@ -214,6 +224,12 @@ class WordRecognizer:
             for row, n in enumerate(usable):
                 if explained[row]:
                     labels[n] = self.words_[best[row]]
+        unlabelled = [n for n in range(len(seqs)) if labels[n] == ""]
+        if unlabelled:
+            shown = ", ".join(str(n) for n in unlabelled[:10]) + (" ..." if len(unlabelled) > 10 else "")
+            logger.warning(f"predict: {len(unlabelled)} of {len(seqs)} sequence(s) labelled '' "
+                           f"(empty, or too short for every word model, which need at least "
+                           f"{int(self._min_frames())} frames): {shown}")
         return labels.astype(str)
 
     def score(self, sequences: Sequence[np.ndarray], labels: Sequence[str]) -> float:
@@ -226,6 +242,75 @@ class WordRecognizer:
         if len(labels) != len(sequences):
             raise ValueError(f"{len(sequences)} sequences but {len(labels)} labels")
         return float(np.mean(self.predict(sequences) == np.asarray(labels)))
+
+    def adapt(self, sequences: Sequence[np.ndarray], labels: Sequence[str] | None = None,
+              method: str = "mllr+map", iterations: int = 2, relevance_factor: float = 16.0,
+              min_posterior: float = 0.0) -> "WordRecognizer":
+        """A copy adapted to one speaker's recordings (see :mod:`speakergmm.hmm.adaptation`).
+
+        Parameters
+        ----------
+        sequences : the speaker's utterances, (T, D) arrays
+        labels : their words, or None for *unsupervised* adaptation: the recogniser's own
+            answers are the labels, and each of ``iterations`` rounds recognises again with
+            the models of the previous round.
+        method : {"mllr", "map", "mllr+map"}
+            One shared mean transform (MLLR) for every Gaussian of every word; per-Gaussian
+            MAP; or MAP on top of MLLR.
+        relevance_factor : MAP's relevance factor
+        min_posterior : float
+            Unsupervised: only utterances recognised with at least this posterior adapt.
+
+        Returns
+        -------
+        WordRecognizer sharing this one's settings, with adapted ``models_``; statistics are
+        always accumulated under the unadapted models first, so rounds do not drift.
+        """
+        from speakergmm.hmm.adaptation import apply_mllr, estimate_mllr
+
+        self._check_fitted()
+        if method not in ("mllr", "map", "mllr+map"):
+            raise ValueError(f"method must be 'mllr', 'map' or 'mllr+map', got {method!r}")
+        if int(iterations) != iterations or iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+        seqs = list(sequences)
+        if labels is not None:
+            labels = [str(w) for w in labels]
+            if len(labels) != len(seqs):
+                raise ValueError(f"{len(seqs)} sequences but {len(labels)} labels")
+            unknown = sorted(set(labels) - set(self.words_))
+            if unknown:
+                raise ValueError(f"unknown word label(s) {unknown}; this recogniser knows {self.words_}")
+            iterations = 1
+        X, offsets = check_sequences(seqs, self.n_features_)
+        lengths = np.diff(offsets)
+        adapted = copy.copy(self)
+        adapted.models_ = dict(self.models_)
+        for _ in range(int(iterations)):
+            if labels is None:
+                joint = adapted.log_likelihoods(seqs) + adapted.log_priors_
+                best = joint.max(axis=1)
+                ok = np.isfinite(best)  # utterances no word can explain (too short) stay out
+                # Posterior of the recognised word: 1 / sum_w exp(joint_w - best).
+                posterior = np.zeros(len(seqs))
+                posterior[ok] = 1.0 / np.exp(joint[ok] - best[ok, None]).sum(axis=1)
+                words = np.asarray(self.words_)[joint.argmax(axis=1)]
+                use = ok & (posterior >= min_posterior)
+            else:
+                words = np.asarray(labels)
+                use = np.ones(len(seqs), dtype=bool)
+            groups = {w: [seqs[n] for n in np.flatnonzero(use & (words == w))
+                          if lengths[n] >= self.models_[w].topology_.min_frames] for w in self.words_}
+            models = dict(self.models_)
+            if "mllr" in method:
+                stats = [models[w].accumulate(groups[w]) if groups[w] else None for w in self.words_]
+                transform = estimate_mllr([models[w] for w in self.words_], stats)
+                models = {w: apply_mllr(m, transform) for w, m in models.items()}
+            if "map" in method:
+                models = {w: m.adapt_map(groups[w], relevance_factor=relevance_factor) if groups[w] else m
+                          for w, m in models.items()}
+            adapted.models_ = models
+        return adapted
 
     def align(self, X: np.ndarray, word: str) -> tuple[float, np.ndarray]:
         """Forced alignment of one utterance to a known word: Viterbi path of that word's HMM.
@@ -250,10 +335,11 @@ class WordRecognizer:
             word_arrays, word_meta = self.models_[word].to_arrays(prefix=f"w{j}.")
             arrays.update(word_arrays)
             hmm_meta[str(j)] = word_meta
-        params = {name: getattr(self, name) for name in _HMM_PARAMS}
-        params.update(variance_floor=self.variance_floor, scoring=self.scoring,
-                      priors=self.priors if (self.priors is None or isinstance(self.priors, str))
-                      else {str(k): float(v) for k, v in self.priors.items()})
+        template = self.word_model()
+        params = {"hmm": template.json_params(), "hmm_class": type(template).__name__,
+                  "variance_floor_ratio": self.variance_floor_ratio, "scoring": self.scoring,
+                  "priors": self.priors if (self.priors is None or isinstance(self.priors, str))
+                  else {str(k): float(v) for k, v in self.priors.items()}}
         save_model_file(path, FORMAT, VERSION, arrays, {
             "words": self.words_, "n_features": self.n_features_, "hmm": hmm_meta,
             "params": params, "train_counts": self.train_counts_, "hmm_format": HMM_FORMAT,
@@ -263,11 +349,20 @@ class WordRecognizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WordRecognizer":
         """Load a file written by :meth:`save`; refuses corrupt or other-format/version files."""
-        arrays, meta, _ = load_model_file(path, FORMAT, (VERSION,), required=("log_priors",))
+        arrays, meta, version = load_model_file(path, FORMAT, (1, VERSION), required=("log_priors",))
         try:
             params = dict(meta["params"])
-            rec = cls(**params)
+            if version == 1:  # flat keyword arguments: the deprecated spelling, same meaning
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    rec = cls(**params)
+            else:
+                hmm_class = _HMM_CLASSES[str(params.pop("hmm_class", "GMMHMM"))]
+                hmm_params = dict(params.pop("hmm"))
+                rec = cls(hmm=None, **params)
+                rec._saved_hmm = (hmm_class, hmm_params)
             rec.words_ = [str(w) for w in meta["words"]]
+            rec.meta_ = dict(meta.get("user", {}))
             rec.n_features_ = int(meta["n_features"])
             rec.train_counts_ = {str(k): int(v) for k, v in meta.get("train_counts", {}).items()}
             rec.log_priors_ = np.asarray(arrays["log_priors"], dtype=float)
@@ -281,12 +376,19 @@ class WordRecognizer:
             raise ModelFileError(f"{path}: corrupt {FORMAT} file ({exc})") from exc
         if any(m.n_features != rec.n_features_ for m in rec.models_.values()):
             raise ModelFileError(f"{path}: corrupt {FORMAT} file (word models of another dimension)")
+        saved = rec.__dict__.pop("_saved_hmm", None)
+        if saved is not None:
+            hmm_class, hmm_params = saved
+            names = set(hmm_class._get_param_names())
+            if not isinstance(hmm_params.get("topology"), str) or hmm_params["topology"] not in (
+                    "left-to-right", "left_to_right", "bakis", "ergodic"):
+                # A custom Topology was saved by name: its arrays are in every word model.
+                hmm_params["topology"] = next(iter(rec.models_.values())).topology_
+            rec.hmm = hmm_class(**{k: v for k, v in hmm_params.items() if k in names})
         return rec
 
-    def __repr__(self) -> str:
-        words = f"{len(self.words_)} words" if self.models_ is not None else "not fitted"
-        return (f"WordRecognizer(n_states={self.n_states}, n_components={self.n_components}, "
-                f"covariance_type={self.covariance_type!r}, {words})")
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "models_", None) is not None
 
 
 def _global_variance(data: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
@@ -302,3 +404,34 @@ def _global_variance(data: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
             s2 = s2 + (arr * arr).sum(axis=0)
     mean = s1 / n
     return np.maximum(s2 / n - mean * mean, 0.0)
+
+
+#: The keyword arguments WordRecognizer took before ``hmm=`` (deprecated aliases).
+_DEPRECATED_HMM_KEYWORDS = ("n_states", "n_components", "covariance_type", "topology", "n_skips", "init",
+                            "n_iter", "viterbi_iter", "tol", "reg_covar", "transition_floor",
+                            "fixed_topology", "init_max_iter", "mixture_init", "grow_mixtures",
+                            "grow_iter", "occupancy_threshold", "random_state")
+
+
+def _apply_deprecated(hmm: GMMHMM | None, variance_floor_ratio: float | None,
+                      deprecated: dict[str, Any]) -> tuple[GMMHMM, float | None]:
+    """Fold the old keyword arguments into a copy of the word model (with a FutureWarning)."""
+    unknown = sorted(set(deprecated) - set(_DEPRECATED_HMM_KEYWORDS) - {"variance_floor"})
+    if unknown:
+        raise TypeError(f"WordRecognizer got unexpected keyword argument(s) {', '.join(unknown)}")
+    deprecated = dict(deprecated)
+    if "variance_floor" in deprecated:
+        ratio = deprecated.pop("variance_floor")
+        if variance_floor_ratio is not None and ratio is not None:
+            raise TypeError("give variance_floor_ratio, not also its deprecated alias variance_floor")
+        if ratio is not None:
+            variance_floor_ratio = ratio
+        warnings.warn("WordRecognizer(variance_floor=...) is deprecated: it is a fraction of the "
+                      "global variance, now named variance_floor_ratio", FutureWarning, stacklevel=3)
+    if deprecated:
+        warnings.warn(f"WordRecognizer({', '.join(f'{k}=' for k in deprecated)}...) is deprecated: pass "
+                      "the word model instead, WordRecognizer(hmm=GMMHMM(...))", FutureWarning,
+                      stacklevel=3)
+    base = GMMHMM(**DEFAULT_HMM_PARAMS) if hmm is None else unfitted_copy(hmm)
+    base.set_params(**deprecated)
+    return base, variance_floor_ratio
