@@ -27,8 +27,17 @@ __all__ = ["ClusterError", "open_cluster", "as_executor", "parse_scheduler", "ex
 
 logger = logging.getLogger(__name__)
 
-#: Seconds to wait for a scheduler before giving up with :class:`ClusterError`.
+#: Seconds to wait for a scheduler before giving up with :class:`ClusterError`
+#: (``$SPEAKERGMM_SCHEDULER_TIMEOUT`` overrides it).
 CONNECT_TIMEOUT = 20.0
+
+
+def _connect_timeout() -> float:
+    value = os.environ.get("SPEAKERGMM_SCHEDULER_TIMEOUT")
+    try:
+        return float(value) if value else CONNECT_TIMEOUT
+    except ValueError:
+        raise ClusterError(f"SPEAKERGMM_SCHEDULER_TIMEOUT={value!r}: expected a number of seconds") from None
 
 
 class ClusterError(RuntimeError):
@@ -84,7 +93,7 @@ def _pin_threads_plugin(distributed: Any) -> Any:
 
 
 @contextlib.contextmanager
-def open_cluster(scheduler: Any, *, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
+def open_cluster(scheduler: Any, *, timeout: float | None = None) -> Iterator[Any]:
     """A connected ``distributed.Client`` for ``scheduler`` (closed on exit).
 
     Parameters
@@ -94,8 +103,9 @@ def open_cluster(scheduler: Any, *, timeout: float = CONNECT_TIMEOUT) -> Iterato
         (stopped on exit); ``"host:port"`` or ``"tcp://host:port"`` connects to a running
         scheduler (started with ``dask scheduler`` / ``dask worker``, or any Dask
         deployment); a ``Client`` is used as it is and left open.
-    timeout : float
-        Seconds to wait for the scheduler.
+    timeout : float, optional
+        Seconds to wait for the scheduler (default :data:`CONNECT_TIMEOUT`, or
+        ``$SPEAKERGMM_SCHEDULER_TIMEOUT``).
 
     Raises
     ------
@@ -103,6 +113,7 @@ def open_cluster(scheduler: Any, *, timeout: float = CONNECT_TIMEOUT) -> Iterato
         If dask.distributed is missing or the scheduler cannot be reached.
     """
     distributed = _import_distributed()
+    timeout = _connect_timeout() if timeout is None else float(timeout)
     if isinstance(scheduler, distributed.Client):
         yield scheduler
         return
@@ -113,7 +124,7 @@ def open_cluster(scheduler: Any, *, timeout: float = CONNECT_TIMEOUT) -> Iterato
             # Worker processes with one thread each: the stages' tasks are numeric and
             # hold the GIL for parts of their work, and BLAS is pinned to one thread.
             cluster = distributed.LocalCluster(n_workers=int(value), threads_per_worker=1,
-                                               processes=True, dashboard_address=None,
+                                               processes=True, dashboard_address=":0",
                                                silence_logs=logging.WARNING)
             client = distributed.Client(cluster, timeout=timeout)
             logger.info("dask: started a local cluster of %d worker processes", value)

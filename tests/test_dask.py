@@ -271,3 +271,55 @@ def test_fit_chunks_on_the_cluster_reads_files_on_the_workers(client, tmp_path):
     np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-9)
     assert remote.n_iter_ == local.n_iter_
+
+
+# --------------------------------------------------------------------------- the command line
+def test_verify_with_a_scheduler_equals_a_local_run(tmp_path, capsys):
+    from speakergmm.cli import main
+    from speakergmm.verification import SpeakerModels, load_ubm
+
+    shipped = Path(__file__).resolve().parents[1] / "data" / "fsdd"
+    if not (shipped / "train" / "wav.scp").is_file():
+        pytest.skip(f"the shipped FSDD subset is not at {shipped}")
+    common = ["verify", "--ubm-data", shipped / "train", "--enroll-data", shipped / "train",
+              "--test-data", shipped / "test", "--trials", shipped / "trials", "-k", "8",
+              "--final-iter", "3", "--iter-per-split", "2", "-q"]
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    assert main([str(a) for a in [*common, "--out", local, "--jobs", "2"]]) == 0, capsys.readouterr().err
+    assert main([str(a) for a in [*common, "--out", remote, "--scheduler", "local:2"]]) == 0, \
+        capsys.readouterr().err
+    ubm_a, ubm_b = load_ubm(local / "ubm.npz")[0], load_ubm(remote / "ubm.npz")[0]
+    assert np.array_equal(ubm_a.means, ubm_b.means) and np.array_equal(ubm_a.covariances, ubm_b.covariances)
+    assert np.array_equal(SpeakerModels.load(local / "speakers.npz").means,
+                          SpeakerModels.load(remote / "speakers.npz").means)
+    assert (local / "scores.txt").read_text() == (remote / "scores.txt").read_text()
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from speakergmm.cli import main
+
+    monkeypatch.setenv("SPEAKERGMM_SCHEDULER_TIMEOUT", "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    status = main(["features", str(data), str(tmp_path / "feats"), "--scheduler", "tcp://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "speakergmm features: --scheduler: cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' within 1 s" in err
+    assert "Traceback" not in err
+
+
+def test_without_a_scheduler_dask_is_not_imported(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from speakergmm import GaussianMixture\n"
+            "import speakergmm.cli\n"
+            "from speakergmm.verification import train_ubm\n"
+            "GaussianMixture(2, covariance_type='diag').fit(np.random.default_rng(0).normal(size=(200, 2)))\n"
+            "train_ubm([np.random.default_rng(1).normal(size=(300, 2))], 2, iter_per_split=1, final_iter=1)\n"
+            "print(sorted(m for m in sys.modules if m == 'dask' or m.startswith(('dask.', 'distributed'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

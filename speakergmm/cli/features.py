@@ -13,6 +13,7 @@ import logging
 import sys
 from typing import Any, Mapping
 
+from speakergmm.cli.scale import add_scheduler_option, with_cluster
 from speakergmm.exit_codes import EXIT_INPUT as EXIT_INVALID_INPUT
 from speakergmm.exit_codes import EXIT_OK, EXIT_USAGE
 from speakergmm.exit_codes import EXIT_PARTIAL as EXIT_SKIPPED
@@ -120,7 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="progress bar (default: when stderr is a terminal)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resulting configuration as JSON and exit")
-    p.set_defaults(func=_run_features)
+    add_scheduler_option(p)
+    p.set_defaults(func=with_cluster("features", _run_features))
 
     m = subparsers.add_parser(
         "make-data-dir", help="build a Kaldi-style data directory from a folder of audio files",
@@ -213,7 +215,7 @@ def _run_features(args: argparse.Namespace) -> int:
                 f"VAD {'on' if config.vad else 'off'}; --print-config shows all fields)")
     try:
         report = extract_data_dir(args.data_dir, cache_dir, config, jobs=args.jobs,
-                                  progress=args.progress, force=args.force)
+                                  progress=args.progress, force=args.force, client=args.client)
         if args.format == "kaldi":
             from speakergmm.corpus import read_data_dir
             from speakergmm.features.external import write_kaldi_features

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from speakergmm.cli.scale import add_scheduler_option, with_cluster
 from speakergmm.exit_codes import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_feature_options(p)
     _add_ubm_options(p)
     _add_run_options(p)
-    p.set_defaults(func=_run_train_ubm)
+    add_scheduler_option(p)
+    p.set_defaults(func=with_cluster("train-ubm", _run_train_ubm))
 
     p = subparsers.add_parser(
         "enroll", help="MAP-adapt one speaker model per speaker of a data directory",
@@ -204,7 +206,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feats", metavar="DIR", help="feature cache (default: features/<data name> next to --out)")
     _add_enroll_options(p)
     _add_run_options(p)
-    p.set_defaults(func=_run_enroll)
+    add_scheduler_option(p)
+    p.set_defaults(func=with_cluster("enroll", _run_enroll))
 
     p = subparsers.add_parser(
         "score", help="score a trial list: log-likelihood ratio of speaker model vs UBM",
@@ -219,7 +222,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feats", metavar="DIR", help="feature cache (default: features/<data name> next to --out)")
     _add_score_options(p)
     _add_run_options(p)
-    p.set_defaults(func=_run_score)
+    add_scheduler_option(p)
+    p.set_defaults(func=with_cluster("score", _run_score))
 
     p = subparsers.add_parser(
         "evaluate", help="EER, minDCF, Cllr and a DET plot of a score file",
@@ -251,7 +255,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_enroll_options(p)
     _add_score_options(p)
     _add_run_options(p)
-    p.set_defaults(func=_run_verify)
+    add_scheduler_option(p)
+    p.set_defaults(func=with_cluster("verify", _run_verify))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -350,10 +355,10 @@ def _run_train_ubm(args: argparse.Namespace) -> int:
         config = _feature_config(args, args.data)
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
                                  jobs=settings.jobs, log=log, show_progress=args.progress,
-                                 beside=args.feats is None)
+                                 beside=args.feats is None, client=args.client)
         data, store = stage.value
         ubm = run_train_ubm(store, data.utterances, args.out, settings, log=log,
-                            show_progress=args.progress)
+                            show_progress=args.progress, client=args.client)
     except _common_errors() as exc:
         return _fail(cmd, _flag_message(exc))
     log(f"train-ubm: {ubm.value.n_components} Gaussians -> {args.out}")
@@ -375,10 +380,10 @@ def _run_enroll(args: argparse.Namespace) -> int:
         config = ubm_feature_config(meta, args.ubm)  # None: trained on features computed elsewhere
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
                                  jobs=settings.jobs, log=log, show_progress=args.progress,
-                                 beside=args.feats is None)
+                                 beside=args.feats is None, client=args.client)
         data, store = stage.value
         enrolled = run_enroll(ubm, store, data.spk2utt, args.out, settings, log=log,
-                              ubm_feature_config=config)
+                              ubm_feature_config=config, client=args.client)
     except _common_errors() as exc:
         return _fail(cmd, _flag_message(exc))
     return _report_problems(cmd, stage.problems + enrolled.problems)
@@ -416,7 +421,7 @@ def _run_score(args: argparse.Namespace) -> int:
             return _fail(cmd, str(exc))
         stage = prepare_features(args.data, args.feats or _default_feats(args.out, args.data), config,
                                  jobs=settings.jobs, log=log, show_progress=args.progress,
-                                 beside=args.feats is None)
+                                 beside=args.feats is None, client=args.client)
         data, store = stage.value
         if known_test is None:
             unknown = [t.test for t in trials if t.test not in data][:5]
@@ -427,13 +432,14 @@ def _run_score(args: argparse.Namespace) -> int:
         if args.cohort_data:
             try:
                 cstage = prepare_features(args.cohort_data, _default_feats(args.out, args.cohort_data), config,
-                                          jobs=settings.jobs, log=log, show_progress=args.progress)
+                                          jobs=settings.jobs, log=log, show_progress=args.progress,
+                                          client=args.client)
             except InvalidArgument as exc:
                 raise InvalidArgument("cohort_data", exc.detail) from exc
             cohort = (cstage.value[1], cstage.value[0].spk2utt)
             problems += cstage.problems
         scored = run_score(ubm, models, store, trials, settings, cohort=cohort, log=log,
-                           show_progress=args.progress, audio=data.wav)
+                           show_progress=args.progress, audio=data.wav, client=args.client)
         write_scores(args.out, trials, scored.value)
     except _common_errors() as exc:
         return _fail(cmd, _flag_message(exc))
@@ -489,7 +495,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         config = _feature_config(args, args.ubm_data) if Path(args.ubm_data).is_dir() else None
         results = verify(args.ubm_data, args.enroll_data, args.test_data, args.trials, args.out,
                          settings=settings, feature_config=config, cohort_data=args.cohort_data,
-                         log=_log(args), show_progress=args.progress)
+                         log=_log(args), show_progress=args.progress, client=args.client)
     except _common_errors() as exc:
         return _fail(cmd, _flag_message(exc))
     _print_results(results, Path(args.out))

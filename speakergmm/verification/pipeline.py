@@ -273,8 +273,11 @@ def audio_rates(data_dir: str | os.PathLike) -> tuple[int, str] | None:
 # --------------------------------------------------------------------------- features
 def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, config: Any,
                      jobs: int = 0, log: Log | None = _log_info, show_progress: bool | None = None,
-                     beside: bool = True) -> StageResult:
+                     beside: bool = True, client: Any = None) -> StageResult:
     """Read a data directory and bring its feature cache up to date.
+
+    ``client`` (a ``distributed.Client``, see :mod:`speakergmm.cluster`) extracts on a Dask
+    cluster instead of ``jobs`` local processes; every ``run_*`` stage takes it the same way.
 
     ``data_dir`` may also hold features already (a Kaldi ``feats.scp``, a feature cache, a
     folder of ``.npy``; see :mod:`speakergmm.features.external`): they are used as they
@@ -333,7 +336,8 @@ def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, 
             log(f"features: {feats_dir} holds features of another configuration; using {chosen}")
         feats_dir = chosen
     try:
-        report = extract_data_dir(data, feats_dir, config, jobs=jobs, progress=show_progress)
+        report = extract_data_dir(data, feats_dir, config, jobs=jobs, progress=show_progress,
+                                  client=client)
         store = FeatureStore(feats_dir)
     except (FeatureStoreError, OSError) as exc:
         raise VerificationError(f"cannot build the feature cache {feats_dir}: {exc}") from exc
@@ -385,7 +389,7 @@ def supported_components(n_components: int, n_frames: int,
 
 def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.PathLike,
                   settings: VerifySettings, log: Log | None = _log_info,
-                  show_progress: bool | None = None) -> StageResult:
+                  show_progress: bool | None = None, client: Any = None) -> StageResult:
     """Train (or reuse, or resume) the UBM on ``utterances`` of a feature store.
 
     The UBM file records its training configuration and a fingerprint of the data; a file
@@ -428,7 +432,7 @@ def run_train_ubm(store: Any, utterances: Sequence[str], out_path: str | os.Path
         log(f"ubm: training {n_components} {settings.covariance_type} Gaussians on {len(utts)} "
             f"utterances ({total_frames} frames)")
     kwargs = dict(config=config, utterances=utts, jobs=settings.jobs, checkpoint=checkpoint,
-                  log=log, show_progress=show_progress)
+                  log=log, show_progress=show_progress, client=client)
     from speakergmm.mixture.update import EmptyComponentWarning
 
     with warnings.catch_warnings(record=True) as caught:
@@ -483,7 +487,7 @@ def ubm_feature_config(meta: Mapping[str, Any], path: str | os.PathLike | None =
 # --------------------------------------------------------------------------- enrolment
 def run_enroll(ubm: GMM, store: Any, spk2utt: Mapping[str, Sequence[str]], out_path: str | os.PathLike,
                settings: VerifySettings, log: Log | None = _log_info,
-               ubm_feature_config: Any = None) -> StageResult:
+               ubm_feature_config: Any = None, client: Any = None) -> StageResult:
     """MAP-enrol every speaker (or reuse ``out_path`` when it matches UBM, data and settings).
 
     ``ubm_feature_config`` (the configuration recorded in the UBM file) is checked against
@@ -521,7 +525,7 @@ def run_enroll(ubm: GMM, store: Any, spk2utt: Mapping[str, Sequence[str]], out_p
         except ModelFileError:
             pass
     models = enroll_speakers(ubm, store, usable, relevance_factor=settings.relevance_factor,
-                             adapt=settings.adapt, jobs=settings.jobs,
+                             adapt=settings.adapt, jobs=settings.jobs, client=client,
                              feature_config=ubm_feature_config if ubm_feature_config is not None
                              else store.config)
     models.info = info
@@ -587,7 +591,7 @@ def fallback_features(path: str | os.PathLike | None, config: Any) -> tuple[np.n
 def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any],
               settings: VerifySettings, cohort: tuple[Any, Mapping[str, Sequence[str]]] | None = None,
               log: Log | None = _log_info, show_progress: bool | None = None,
-              audio: Mapping[str, str] | None = None) -> StageResult:
+              audio: Mapping[str, str] | None = None, client: Any = None) -> StageResult:
     """Score every trial; the value is the float array, one finite score per trial.
 
     A test utterance without features (e.g. one of which the energy VAD kept no frame) is
@@ -616,7 +620,8 @@ def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any]
     errors: dict[str, str] = {}
     scores = np.full(len(trials), np.nan)
     scores[ok] = score_trials(ubm, models, store, pairs, top_c=settings.top_c, exact=settings.exact,
-                              jobs=settings.jobs, errors=errors, show_progress=show_progress)
+                              jobs=settings.jobs, errors=errors, show_progress=show_progress,
+                              client=client)
     extra: dict[str, np.ndarray] = {}
     fallback: dict[str, str] = {}
     config = getattr(store, "config", None)
@@ -635,7 +640,8 @@ def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any]
                                     top_c=settings.top_c, exact=settings.exact, jobs=1)
     if settings.norm != "none":
         cohort_store, cohort_spk2utt = cohort
-        scores = _normalise(ubm, models, source, trials, scores, settings, cohort_store, cohort_spk2utt, log)
+        scores = _normalise(ubm, models, source, trials, scores, settings, cohort_store, cohort_spk2utt, log,
+                            client=None if extra else client)
     bad = ~np.isfinite(scores)
     scores[bad] = UNSCORABLE_SCORE
     counts = collections.Counter(t.test for t in trials)
@@ -661,7 +667,7 @@ def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any]
 
 def _normalise(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any], scores: np.ndarray,
                settings: VerifySettings, cohort_store: Any, cohort_spk2utt: Mapping[str, Sequence[str]],
-               log: Log | None) -> np.ndarray:
+               log: Log | None, client: Any = None) -> np.ndarray:
     enrolled = set(models.speaker_ids)
     cohort_speakers = {s: [u for u in utts if u in cohort_store] for s, utts in cohort_spk2utt.items()
                        if s not in enrolled}
@@ -676,14 +682,15 @@ def _normalise(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any
     if need_t:
         cohort_models = enroll_speakers(ubm, cohort_store, cohort_speakers,
                                         relevance_factor=settings.relevance_factor, adapt=settings.adapt,
-                                        jobs=settings.jobs, feature_config=cohort_store.config)
+                                        jobs=settings.jobs, feature_config=cohort_store.config,
+                                        client=client)
     finite = np.isfinite(scores)
     test_utts = sorted({t.test for t, good in zip(trials, finite) if good})
     col = {u: j for j, u in enumerate(test_utts)}
     matrices = cohort_scores(ubm, models, cohort_models,
                              cohort_store if settings.norm != "tnorm" else None, z_utts,
                              store, test_utts, top_c=settings.top_c, exact=settings.exact,
-                             jobs=settings.jobs)
+                             jobs=settings.jobs, client=client)
     if log:
         log(f"score: {settings.norm} with a cohort of {len(cohort_speakers)} speakers / {len(z_utts)} utterances")
     out = np.full(len(trials), np.nan)
@@ -889,7 +896,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
            settings: VerifySettings | None = None, feature_config: Any = None,
            cohort_data: str | os.PathLike | None = None, log: Log | None = _log_info,
            show_progress: bool | None = None, title: str | None = None,
-           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+           extra: Mapping[str, Any] | None = None, client: Any = None) -> dict[str, Any]:
     """The whole chain: features, UBM, enrolment, scoring, evaluation (resumable).
 
     Writes into ``out_dir``: ``features/<ubm|enroll|test|cohort>/`` (feature caches),
@@ -899,6 +906,9 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
     models and trials), ``fallback_utterances`` / ``unscorable_trials`` (see :func:`run_score`)
     and ``exit_status`` (:data:`~speakergmm.exit_codes.EXIT_PARTIAL` when there are
     problems).
+
+    ``client`` (a ``distributed.Client``) runs every stage's tasks on a Dask cluster
+    (docs/scaling.md); the results are those of a local run.
 
     Raises
     ------
@@ -952,7 +962,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
     t_features = 0.0
     for name in dirs:
         stage = prepare_features(dirs[name], caches[name], config, jobs=settings.jobs, log=log,
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, client=client)
         stores[name] = stage.value
         if config is None:  # the UBM's features say how the others must be computed
             config = getattr(stage.value[1], "config", None)
@@ -963,7 +973,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
     # 2. UBM
     ubm_dir, ubm_store = stores["ubm"]
     stage = run_train_ubm(ubm_store, ubm_dir.utterances, out / "ubm.npz", settings, log=log,
-                          show_progress=show_progress)
+                          show_progress=show_progress, client=client)
     ubm = stage.value
     timings["ubm"] = stage.seconds
     if stage.reused:
@@ -972,7 +982,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
     # 3. enrolment
     enroll_data_dir, enroll_store = stores["enroll"]
     stage = run_enroll(ubm, enroll_store, enroll_data_dir.spk2utt, out / "speakers.npz", settings, log=log,
-                       ubm_feature_config=ubm_store.config)
+                       ubm_feature_config=ubm_store.config, client=client)
     models = stage.value
     timings["enroll"] = stage.seconds
     problems.extend(stage.problems)
@@ -986,7 +996,7 @@ def verify(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, test_dat
         cohort = (cohort_store, cohort_dir.spk2utt)
     test_data_dir, test_store = stores["test"]
     scored = run_score(ubm, models, test_store, trials, settings, cohort=cohort, log=log,
-                       show_progress=show_progress, audio=test_data_dir.wav)
+                       show_progress=show_progress, audio=test_data_dir.wav, client=client)
     scores = scored.value
     timings["score"] = scored.seconds
     problems.extend(scored.problems)

@@ -350,7 +350,7 @@ def score_matrix(ubm: GMM, models: SpeakerModels, source: Any,
 def cohort_scores(ubm: GMM, models: SpeakerModels, cohort_models: SpeakerModels | None,
                   z_source: Any | None, z_utterances: Sequence[str] | None,
                   test_source: Any, test_utterances: Sequence[str], *, top_c: int | None = 5,
-                  exact: bool = False, jobs: int = 1) -> dict[str, np.ndarray]:
+                  exact: bool = False, jobs: int = 1, client: Any = None) -> dict[str, np.ndarray]:
     """The cohort score matrices score normalisation needs.
 
     Returns a dict with ``z_scores`` (models vs Z impostor utterances), ``t_scores``
@@ -358,7 +358,7 @@ def cohort_scores(ubm: GMM, models: SpeakerModels, cohort_models: SpeakerModels 
     impostor utterances), each present when its inputs are given.
     """
     out: dict[str, np.ndarray] = {}
-    kw = dict(top_c=top_c, exact=exact, jobs=jobs)
+    kw = dict(top_c=top_c, exact=exact, jobs=jobs, client=client)
     if z_source is not None:
         out["z_scores"] = score_matrix(ubm, models, z_source, z_utterances, **kw)
     if cohort_models is not None:
