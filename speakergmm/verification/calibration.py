@@ -91,14 +91,34 @@ class LinearCalibration:
         Z = np.hstack([(S - centre) / scale, np.ones((S.shape[0], 1))])
         theta = np.zeros(Z.shape[1])
         t = y.astype(np.float64)
+
+        def loss(theta: np.ndarray) -> float:
+            eta = Z @ theta + offset
+            # log(1 + exp(-eta)) for targets, log(1 + exp(eta)) for non-targets.
+            value = weight @ np.logaddexp(0.0, np.where(y, -eta, eta))
+            return float(value + 0.5 * self.reg * np.sum((theta[:-1] / scale) ** 2))
+
+        current = loss(theta)
         for _ in range(self.max_iter):
             eta = Z @ theta + offset
-            p = 1.0 / (1.0 + np.exp(-eta))
+            p = 0.5 * (1.0 + np.tanh(0.5 * eta))  # logistic, without overflow
             grad = Z.T @ (weight * (p - t)) + self._penalty_grad(theta, scale)
             hess = (Z * (weight * p * (1.0 - p))[:, None]).T @ Z + self._penalty_hess(scale, Z.shape[1])
-            step = np.linalg.solve(hess, grad)
-            theta -= step
-            if np.max(np.abs(step)) < self.tol:
+            # A tiny Levenberg term keeps the solve defined when the classes are (almost)
+            # separable; the line search keeps every step a descent step.
+            ridge = 1e-12 * max(float(np.trace(hess)), 1e-300)
+            step = np.linalg.solve(hess + ridge * np.eye(len(theta)), grad)
+            size = 1.0
+            while True:
+                candidate = theta - size * step
+                value = loss(candidate)
+                if value <= current or size < 1e-8:
+                    break
+                size *= 0.5
+            if value > current:
+                break
+            theta, previous, current = candidate, current, value
+            if np.max(np.abs(size * step)) < self.tol or previous - current < 1e-15 * max(abs(previous), 1e-300):
                 break
         w = theta[:-1] / scale
         self.coef_ = w
