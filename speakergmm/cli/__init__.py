@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-_MODULES = ("features", "verification", "demo")
+_MODULES = ("features", "verification", "ivector", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

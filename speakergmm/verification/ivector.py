@@ -318,6 +318,7 @@ class TotalVariability:
         self.show_progress = show_progress
         self.log = log
         self._scale = np.sqrt(ubm.covariances)  # (K, D): Sigma_k^{1/2}
+        self.info: dict[str, Any] = {}  # free JSON-able provenance, saved with the model
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -522,7 +523,8 @@ class TotalVariability:
 
     # ------------------------------------------------------------------ files
     def _save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
-        meta = {"config": self._config(), "n_iter": self.n_iter, "history": list(self.history_)}
+        meta = {"config": self._config(), "n_iter": self.n_iter, "history": list(self.history_),
+                "info": dict(self.info)}
         meta.update(extra or {})
         arrays = {"T": self.T_, "offset": self.offset_}
         arrays.update({f"ubm_{k}": v for k, v in self.ubm.to_arrays().items()})
@@ -563,6 +565,7 @@ class TotalVariability:
                 raise ValueError(f"offset has shape {model.offset_.shape}")
             model.Tw_ = T / model._scale[:, :, None]
             model.history_ = [float(v) for v in meta.get("history", [])]
+            model.info = dict(meta.get("info") or {})
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: invalid total-variability model ({exc})") from exc
         return model

@@ -534,14 +534,16 @@ def _identification(trials: Sequence[tuple[str, str, bool]], scores: np.ndarray)
 
 def evaluate_trials(trials: Sequence[tuple[str, str, bool]], scores: np.ndarray, out_dir: str | os.PathLike,
                     title: str | None = None, extra: Mapping[str, Any] | None = None,
-                    plot: bool = True) -> dict[str, Any]:
+                    plot: bool = True, operating_points: Any = None) -> dict[str, Any]:
     """Metrics of scored trials, written to ``out_dir/results.json`` (+ ``det.png``).
 
     Unscored (NaN) trials are left out and counted in ``n_unscored``. The keys are those of
     :func:`speakergmm.metrics.evaluate_scores` (``eer`` and ``min_dcf`` as fractions,
     ``n_target``, ``n_nontarget``, minDCF/actual DCF at SRE08 and SRE10, ``cllr``), plus
     ``identification_accuracy`` (closed-set; None unless every test utterance was scored
-    against every model), ``det_plot`` and whatever ``extra`` holds.
+    against every model), ``det_plot`` and whatever ``extra`` holds. ``operating_points``
+    (names or a mapping name -> DCFOperatingPoint, the first reported as ``min_dcf``)
+    replaces the default SRE08 and SRE10.
     """
     from speakergmm import metrics
 
@@ -553,7 +555,8 @@ def evaluate_trials(trials: Sequence[tuple[str, str, bool]], scores: np.ndarray,
     if tar.size == 0 or non.size == 0:
         raise VerificationError(f"cannot evaluate: {tar.size} target and {non.size} non-target "
                                 "scored trials (both kinds are needed)")
-    results: dict[str, Any] = metrics.evaluate_scores(tar, non)
+    results: dict[str, Any] = (metrics.evaluate_scores(tar, non) if operating_points is None
+                               else metrics.evaluate_scores(tar, non, operating_points))
     results["n_unscored"] = int((~finite).sum())
     ident = _identification([t for t, f in zip(trials, finite) if f], scores[finite])
     results["identification_accuracy"] = None if ident is None else ident["identification_accuracy"]
