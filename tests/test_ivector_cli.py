@@ -29,7 +29,7 @@ def _run(capsys, *argv):
 def _verify(corpus, out, backend, *extra):
     return ("verify", "--ubm-data", corpus.ubm, "--enroll-data", corpus.enroll, "--test-data", corpus.test,
             "--trials", corpus.trials, "--out", out, "-k", "8", "--jobs", "1", "--backend", backend,
-            "--ivector-rank", "6", "--lda-dim", "3", *extra)
+            "--ivector-rank", "6", *extra)
 
 
 @pytest.mark.parametrize("command", ["train-ivector", "extract-ivectors", "train-plda"])

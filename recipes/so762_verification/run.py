@@ -19,11 +19,11 @@ Protocol (speakers kept apart; see README.md next to this file):
 
 Back ends: ``gmm-ubm`` (MAP means, top-5 LLR), ``gmm-ubm-snorm`` (adaptive S-norm with the
 background cohort), ``ivector-cosine`` (whitening, length norm, LDA, WCCN, length norm,
-cosine, adaptive S-norm), ``ivector-plda`` (whitening, length norm, LDA, length norm,
-two-covariance PLDA by EM, adaptive S-norm), ``fusion`` (calibrated linear fusion of
-gmm-ubm-snorm, ivector-cosine and ivector-plda). The Baum-Welch statistics of every
-utterance under the UBM are computed once and serve the T matrix, i-vector extraction and
-MAP enrolment alike.
+cosine, adaptive S-norm; ``-raw`` without S-norm), ``ivector-plda`` (whitening, length
+norm, two-covariance PLDA by EM with shrinkage; ``-snorm`` with adaptive S-norm),
+``fusion`` (calibrated linear fusion of gmm-ubm and ivector-plda). The Baum-Welch
+statistics of every utterance under the UBM are computed once and serve the T matrix,
+i-vector extraction and MAP enrolment alike.
 
 Writes ``OUT/results.json`` (per back end ``eer``, ``eer_kaldi``, ``min_dcf``, ``n_target``,
 ``n_nontarget``, speaker-bootstrap standard errors, and ``held_out`` calibrated figures),
@@ -55,11 +55,13 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 
 #: The recipe's tuned settings (docs/verification.md gives the measurements behind them).
 DEFAULTS = dict(n_background=85, n_eval=40, n_enroll=3, seed=0, n_components=256, rank=200, t_iter=10,
-                lda_dim=60, plda_iter=10, plda_shrinkage=0.0, snorm_top_n=200, top_c=5,
+                lda_dim=0, cosine_lda_dim=60, plda_iter=10, plda_shrinkage=0.1, snorm_top_n=200, top_c=5,
                 relevance_factor=16.0, p_target=0.01, bootstrap=200)
-QUICK = dict(n_background=25, n_eval=15, n_components=64, rank=60, t_iter=6, lda_dim=20, snorm_top_n=50,
+QUICK = dict(n_background=25, n_eval=15, n_components=64, rank=60, t_iter=6, cosine_lda_dim=20, snorm_top_n=50,
              bootstrap=50)
-BACKENDS = ("gmm-ubm", "gmm-ubm-snorm", "ivector-cosine", "ivector-plda", "fusion")
+BACKENDS = ("gmm-ubm", "gmm-ubm-snorm", "ivector-cosine", "ivector-plda", "ivector-plda-snorm", "fusion")
+#: The systems the fusion combines (score-level, weights from held-out trials).
+FUSED = ("gmm-ubm", "ivector-plda")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -266,10 +268,14 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
     # Back ends, trained on the background speakers' i-vectors.
     t0 = time.perf_counter()
     X_bg = np.stack([ivectors[u] for u in bg_utts])
-    lda_dim = min(cfg["lda_dim"], len(background) - 1)
-    plda_chain = Chain([Whitening(), LengthNorm(), LDA(lda_dim), LengthNorm(),
-                        PLDA(n_iter=cfg["plda_iter"], shrinkage=cfg["plda_shrinkage"])]).fit(X_bg, bg_labels)
-    cos_chain = Chain([Whitening(), LengthNorm(), LDA(lda_dim), WCCN(), LengthNorm()]).fit(X_bg, bg_labels)
+    # PLDA chain: whitening and length norm, then (optionally) LDA, then PLDA. With 85
+    # background speakers LDA followed by a second length norm lost accuracy (docs).
+    lda_dim = min(cfg["lda_dim"], len(background) - 1, cfg["rank"])
+    plda_steps = [Whitening(), LengthNorm()] + ([LDA(lda_dim)] if lda_dim > 0 else [])
+    plda_chain = Chain(plda_steps + [PLDA(n_iter=cfg["plda_iter"], shrinkage=cfg["plda_shrinkage"])]
+                       ).fit(X_bg, bg_labels)
+    cos_dim = min(cfg["cosine_lda_dim"], len(background) - 1, cfg["rank"])
+    cos_chain = Chain([Whitening(), LengthNorm(), LDA(cos_dim), WCCN(), LengthNorm()]).fit(X_bg, bg_labels)
     plda_chain.save(out / "backend_plda.npz")
     cos_chain.save(out / "backend_cosine.npz")
 
@@ -308,15 +314,20 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
     tspk = np.tile(test_spk, M)
     labels = mspk == tspk
     systems = {"gmm-ubm": gmm_scores.ravel(), "gmm-ubm-snorm": gmm_norm.ravel(),
-               "ivector-cosine": cos_norm.ravel(), "ivector-plda": plda_norm.ravel(),
-               "ivector-plda-raw": plda_raw.ravel(), "ivector-cosine-raw": cos_raw.ravel()}
+               "ivector-cosine": cos_norm.ravel(), "ivector-cosine-raw": cos_raw.ravel(),
+               "ivector-plda": plda_raw.ravel(), "ivector-plda-snorm": plda_norm.ravel()}
+    from speakergmm.verification.pipeline import write_scores
+
+    trial_list = [(m, u, m == corpus.utt2spk[u]) for m in evaluation for u in tests]
+    for name, values in systems.items():
+        write_scores(out / "scores" / f"{name}.txt", trial_list, values)
     op = metrics.DCFOperatingPoint(cfg["p_target"])
     # Held-out calibration: the two halves of the evaluation speakers.
     half = {s: i % 2 for i, s in enumerate(evaluation)}
     mh = np.array([half[s] for s in mspk])
     th = np.array([half[s] for s in tspk])
     within = mh == th
-    fused_inputs = ["gmm-ubm-snorm", "ivector-cosine", "ivector-plda"]
+    fused_inputs = list(FUSED)
     calibrated: dict[str, np.ndarray] = {}
     for name in list(systems) + ["fusion"]:
         cols = fused_inputs if name == "fusion" else [name]
@@ -328,6 +339,8 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
             cal = LinearCalibration(p_target=op.effective_prior).fit(S[train], labels[train])
             llr[test] = cal.transform(S[test])
         calibrated[name] = llr
+    write_scores(out / "scores" / "fusion_held_out.txt",
+                 [t for t, w in zip(trial_list, within) if w], calibrated["fusion"][within])
     results: dict = {"dataset": "speechocean762 (train speakers)", "data": str(data), "protocol": {
         "n_background_speakers": len(background), "n_evaluation_speakers": len(evaluation),
         "n_background_utterances": len(bg_utts), "enrolment_utterances_per_speaker": cfg["n_enroll"],
@@ -345,7 +358,7 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
             entry.update({k: full[k] for k in ("eer", "eer_kaldi", "n_target", "n_nontarget")})
             entry["min_dcf"] = full["min_dcf_dcf"]
             entry.update(_bootstrap(s, mspk, tspk, cfg["bootstrap"], cfg["seed"], op.p_target))
-            if not name.endswith("-raw"):
+            if name in BACKENDS:
                 curves[name] = (s[labels], s[~labels])
         llr = calibrated[name]
         tar, non = llr[within & labels], llr[within & ~labels]

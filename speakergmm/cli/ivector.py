@@ -37,8 +37,11 @@ examples:
 
 _PLDA_EPILOG = """\
 examples:
-  # whitening, length norm, LDA to 60 dimensions, length norm, two-covariance PLDA (10 EM iterations)
+  # whitening, length norm, two-covariance PLDA (10 EM iterations, shrinkage 0.1)
   speakergmm train-plda --ivectors exp/ivectors_train.npz --data data/train --out exp/backend.npz
+
+  # with LDA to 60 dimensions first
+  speakergmm train-plda --ivectors exp/ivectors_train.npz --data data/train --out exp/backend.npz --lda-dim 60
 """ + _EPILOG
 
 
@@ -72,16 +75,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_extract)
 
     p = subparsers.add_parser(
-        "train-plda", help="train the i-vector back end (whitening, LDA, length norm, PLDA)",
-        description="Fit whitening, length norm, LDA, length norm and a two-covariance PLDA on "
+        "train-plda", help="train the i-vector back end (whitening, length norm, LDA, PLDA)",
+        description="Fit whitening, length norm, optional LDA and a two-covariance PLDA on "
                     "i-vectors with the speaker labels of a data directory's utt2spk.",
         epilog=_PLDA_EPILOG, formatter_class=_fmt())
     p.add_argument("--ivectors", required=True, metavar="IVECTORS.npz", help="from extract-ivectors")
     p.add_argument("--data", required=True, metavar="DIR", help="data directory whose utt2spk labels them")
     p.add_argument("--out", required=True, metavar="BACKEND.npz")
-    p.add_argument("--lda-dim", type=_positive_int, default=60, help="LDA dimension (default: 60)")
+    p.add_argument("--lda-dim", type=int, default=0, help="LDA dimension; 0 = no LDA (default)")
     p.add_argument("--plda-iter", type=int, default=10, help="PLDA EM iterations (default: 10)")
-    p.add_argument("--shrinkage", type=float, default=0.0, help="PLDA covariance shrinkage in [0, 1) (default: 0)")
+    p.add_argument("--shrinkage", type=float, default=0.1,
+                   help="PLDA covariance shrinkage in [0, 1) (default: 0.1)")
     p.add_argument("--quiet", "-q", action="store_true", help="no log lines on stderr")
     p.set_defaults(func=_run_train_plda)
 

@@ -248,12 +248,12 @@ def _add_operating_point_options(p: argparse.ArgumentParser) -> None:
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("gmm-ubm", "ivector-plda", "fusion"), default="gmm-ubm",
-                   help="gmm-ubm (MAP + LLR, default); ivector-plda (T matrix, LDA, PLDA, S-norm); "
-                        "fusion (mean of the S-normed GMM-UBM and i-vector PLDA scores)")
+                   help="gmm-ubm (MAP + LLR, default); ivector-plda (T matrix, whitening, length norm, "
+                        "PLDA); fusion (mean of the standardised GMM-UBM and i-vector PLDA scores)")
     p.add_argument("--backend-data", metavar="DIR",
                    help="data directory (with utt2spk) for T, LDA, PLDA and the cohort (default: --ubm-data)")
     p.add_argument("--ivector-rank", type=_positive_int, default=200, help="i-vector dimension (default: 200)")
-    p.add_argument("--lda-dim", type=_positive_int, default=60, help="LDA dimension (default: 60)")
+    p.add_argument("--lda-dim", type=int, default=0, help="LDA dimension before PLDA; 0 = no LDA (default)")
 
 
 def _operating_points(args: argparse.Namespace):

@@ -8,16 +8,17 @@ Stages (each reuses its output file when its inputs and settings did not change)
    (:func:`run_stats`, ``stats_<name>.npz``);
 4. the total-variability matrix on the back-end data (``--backend-data``, by default the
    UBM data) (:func:`run_train_ivector`, ``ivector_extractor.npz``, checkpointed per pass);
-5. the back end: whitening, length norm, LDA, length norm, two-covariance PLDA, trained
+5. the back end: whitening, length norm, optional LDA, two-covariance PLDA, trained
    on the back-end data's i-vectors with its ``utt2spk`` (:func:`run_train_backend`,
    ``backend.npz``);
 6. enrolment (the mean of each speaker's transformed i-vectors, scored with the PLDA's
-   multi-enrolment LLR), scoring, optional (adaptive) S-norm with the back-end speakers
-   as cohort, evaluation (``scores.txt``, ``results.json``, ``det.png``).
+   multi-enrolment LLR), scoring, optional adaptive S-norm with the back-end speakers as
+   cohort (off by default: with the cohort also the PLDA's training data it lost
+   accuracy on speechocean762), evaluation (``scores.txt``, ``results.json``, ``det.png``).
 
 ``backend="fusion"`` also runs the GMM-UBM chain (into ``OUT/gmm-ubm``) and averages the
-two systems' S-normed scores (both in standard-deviation units of their cohort, so no
-labelled data is needed); calibrated fusion with labelled development trials is
+two systems' scores, each first standardised over all trials of the list (mean 0,
+standard deviation 1; no labels are used); calibrated fusion with labelled development trials is
 :class:`~speakergmm.verification.calibration.LinearCalibration`.
 """
 
@@ -59,7 +60,9 @@ class IvectorSettings:
     t_dtype : {"float32", "float64"}
         E-step precision of T training and extraction.
     lda_dim : int
-        LDA output dimension (capped at the number of back-end speakers minus one).
+        LDA output dimension (capped at the number of back-end speakers minus one); 0: no
+        LDA (PLDA on the whitened, length-normalised i-vectors: the better choice with
+        about a hundred back-end speakers on speechocean762).
     plda_iter : int
         EM iterations of the two-covariance PLDA.
     plda_shrinkage : float
@@ -73,14 +76,16 @@ class IvectorSettings:
     rank: int = 200
     t_iter: int = 10
     t_dtype: str = "float32"
-    lda_dim: int = 60
+    lda_dim: int = 0
     plda_iter: int = 10
-    plda_shrinkage: float = 0.0
+    plda_shrinkage: float = 0.1
     norm_top_n: int = 200
-    snorm: bool = True
+    snorm: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("rank", "lda_dim", "norm_top_n"):
+        if self.lda_dim < 0:
+            raise ValueError(f"lda_dim must be >= 0; got {self.lda_dim}")
+        for name in ("rank", "norm_top_n"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.t_iter < 0 or self.plda_iter < 0:
@@ -172,17 +177,17 @@ def run_train_ivector(ubm: Any, stats: UtteranceStats, out_path: str | os.PathLi
 
 def run_train_backend(ivectors: np.ndarray, labels: Sequence[str], out_path: str | os.PathLike,
                       settings: IvectorSettings, log: Log | None = None) -> Chain:
-    """Fit whitening, length norm, LDA, length norm and PLDA; save to ``out_path``."""
+    """Fit whitening, length norm, (LDA,) and PLDA; save to ``out_path``."""
     labels = np.asarray(labels)
     n_speakers = len(np.unique(labels))
     if n_speakers < 2:
         raise VerificationError(f"the back-end data holds {n_speakers} speaker(s); LDA and PLDA need several")
-    lda_dim = max(1, min(settings.lda_dim, n_speakers - 1, ivectors.shape[1]))
-    chain = Chain([Whitening(), LengthNorm(), LDA(lda_dim), LengthNorm(),
-                   PLDA(n_iter=settings.plda_iter, shrinkage=settings.plda_shrinkage)]).fit(ivectors, labels)
+    lda_dim = min(settings.lda_dim, n_speakers - 1, ivectors.shape[1])
+    steps = [Whitening(), LengthNorm()] + ([LDA(lda_dim)] if lda_dim > 0 else [])
+    chain = Chain(steps + [PLDA(n_iter=settings.plda_iter, shrinkage=settings.plda_shrinkage)]).fit(ivectors, labels)
     chain.save(out_path)
     if log:
-        log(f"ivector: back end (LDA {lda_dim}, PLDA) on {len(labels)} i-vectors of {n_speakers} speakers "
+        log(f"ivector: back end ({f'LDA {lda_dim}, ' if lda_dim else ''}PLDA) on {len(labels)} i-vectors of {n_speakers} speakers "
             f"-> {out_path}")
     return chain
 
@@ -239,11 +244,8 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
 
     gmm_results = None
     if backend == "fusion":
-        gmm_settings = dataclasses.replace(settings, norm="snorm",
-                                           norm_top_n=settings.norm_top_n or ivs.norm_top_n)
-        gmm_results = verify(ubm_data, enroll_data, test_data, trials_path, out / "gmm-ubm", settings=gmm_settings,
-                             feature_config=config, cohort_data=dirs["backend"], log=log,
-                             show_progress=show_progress)
+        gmm_results = verify(ubm_data, enroll_data, test_data, trials_path, out / "gmm-ubm", settings=settings,
+                             feature_config=config, log=log, show_progress=show_progress)
         timings["gmm_ubm_chain"] = time.perf_counter() - started
 
     t0 = time.perf_counter()
@@ -330,7 +332,7 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
         gmm_trials, gmm_scores = read_scores(out / "gmm-ubm" / "scores.txt")
         gmm_by_trial = {(a, b): s for (a, b, _), s in zip(gmm_trials, gmm_scores)}
         gmm_aligned = np.array([gmm_by_trial.get((t.enroll, t.test), np.nan) for t in trials])
-        scores = 0.5 * (gmm_aligned + plda_scores)
+        scores = 0.5 * (_standardised(gmm_aligned) + _standardised(plda_scores))
         write_scores(out / "scores_ivector_plda.txt", trials, plda_scores)
         problems.extend(f"gmm-ubm: {p}" for p in gmm_results.get("problems", []))
     write_scores(out / "scores.txt", trials, scores)
@@ -356,3 +358,13 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
         log(f"results ({backend}): EER {100 * results['eer']:.2f}%, minDCF {results['min_dcf']:.4f} "
             f"-> {out / 'results.json'}")
     return results
+
+
+def _standardised(scores: np.ndarray) -> np.ndarray:
+    """Scores minus their mean over the finite ones, divided by their standard deviation."""
+    finite = np.isfinite(scores)
+    if finite.sum() < 2:
+        return scores
+    values = scores[finite]
+    spread = values.std()
+    return (scores - values.mean()) / (spread if spread > 0 else 1.0)
