@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _data_dir(data: Path, out: Path):
+def _data_dir(data: Path, out: Path, speakers=None):
+    """Write ``OUT/data/all`` (a Kaldi data directory) for the speakers used (all by default)."""
     from speakergmm.corpus import DataDir, write_data_dir
     from speakergmm.verification import VerificationError
 
@@ -96,6 +97,8 @@ def _data_dir(data: Path, out: Path):
         if len(parts) != 2:
             raise VerificationError(f"{utt2spk_path}:{number}: expected 'utterance speaker'")
         utt2spk[parts[0]] = parts[1]
+    if speakers is not None:
+        utt2spk = {u: s for u, s in utt2spk.items() if s in set(speakers)}
     wav = {u: str(data / "recordings" / s / f"{u}.flac") for u, s in utt2spk.items()}
     write_data_dir(DataDir(wav=wav, utt2spk=utt2spk), out / "data" / "all")
     return out / "data" / "all"
@@ -177,15 +180,26 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
-    data_dir = _data_dir(data, out)
+    # The protocol's speakers are chosen from utt2spk first, so that only their audio is
+    # read (a quick run reads 400 files, not 1250); utterances whose features could not be
+    # computed are then left out of their roles (and listed in ``problems``).
+    from speakergmm.corpus import read_data_dir
+
+    listed = read_data_dir(_data_dir(data, out)).spk2utt
+    background, evaluation, enroll, tests = protocol(listed, cfg["n_background"], cfg["n_eval"],
+                                                     cfg["n_enroll"], cfg["seed"])
+    data_dir = _data_dir(data, out, speakers=background + evaluation)
     stage = prepare_features(data_dir, out / "features", default_feature_config(sample_rate=16000), jobs=jobs,
                              log=log)
     corpus, store = stage.value
     problems = list(stage.problems)
     timings["features"] = stage.seconds
     spk2utt = {s: [u for u in utts if u in store] for s, utts in corpus.spk2utt.items()}
-    background, evaluation, enroll, tests = protocol(spk2utt, cfg["n_background"], cfg["n_eval"],
-                                                     cfg["n_enroll"], cfg["seed"])
+    enroll = {s: [u for u in utts if u in store] for s, utts in enroll.items()}
+    tests = [u for u in tests if u in store]
+    if any(not utts for utts in enroll.values()) or not tests:
+        raise VerificationError("an evaluation speaker has no enrolment features, or no test segment has "
+                                "features: " + "; ".join(problems[:5]))
     bg_utts = [u for s in background for u in spk2utt[s]]
     bg_labels = np.array([corpus.utt2spk[u] for u in bg_utts])
     say(f"protocol: {len(background)} background speakers ({len(bg_utts)} utterances), {len(evaluation)} "
