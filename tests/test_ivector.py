@@ -181,3 +181,19 @@ def test_bad_input():
     full = GMM(np.ones(1), np.zeros((1, 3)), np.eye(3)[None], "full")
     with pytest.raises(VerificationError, match="diagonal"):
         TotalVariability(full, 2)
+
+
+def test_map_enrolment_from_utterance_stats_equals_frames():
+    """The statistics computed once serve MAP enrolment: same means as enrolling from frames."""
+    from speakergmm.mixture import map_update
+    from speakergmm.verification import enroll_speakers
+
+    ubm = _ubm()
+    utts, _ = _corpus(ubm, n_utts=6)
+    source = {str(i): X for i, X in enumerate(utts)}
+    stats = utterance_stats(ubm, source, dtype="float64", store_dtype="float64")
+    spk2utt = {"a": ["0", "1", "2"], "b": ["3", "4"]}
+    models = enroll_speakers(ubm, source, spk2utt, relevance_factor=16.0)
+    for speaker, rows in spk2utt.items():
+        adapted = map_update(stats.sufficient_stats(rows, ubm), prior=ubm, relevance_factor=16.0, adapt="m")
+        np.testing.assert_allclose(adapted.means, models.means[models.index(speaker)], rtol=1e-6, atol=1e-8)

@@ -402,7 +402,7 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
     try:
         from speakergmm.plotting import plot_det
 
-        results["det_plot"] = str(plot_det(curves, out / "det.png", operating_points={"dcf": op},
+        results["det_plot"] = str(plot_det(curves, out / "det.png", operating_points=(),
                                            title="speechocean762: GMM-UBM vs i-vector back ends"))
     except ImportError as exc:
         results["det_plot"] = None
