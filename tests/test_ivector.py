@@ -38,10 +38,8 @@ def test_utterance_stats_match_responsibilities():
         np.testing.assert_allclose(stats.zeroth[u], gamma.sum(0), rtol=1e-10)
         expected = gamma.T @ X - gamma.sum(0)[:, None] * ubm.means
         np.testing.assert_allclose(stats.first[u], expected, rtol=1e-8, atol=1e-8)
-    second = sum(ubm.predict_proba(X).T @ X ** 2 for X in utts)
-    n = stats.zeroth.sum(0)[:, None]
-    raw = stats.second + 2 * stats.first.sum(0) * ubm.means + n * ubm.means ** 2  # back to raw moments
-    np.testing.assert_allclose(raw, second, rtol=1e-8)
+        quad = (gamma[:, :, None] * (X[:, None, :] - ubm.means) ** 2 / ubm.covariances).sum()
+        assert stats.quadratic[u] == pytest.approx(quad, rel=1e-9)
 
 
 @pytest.mark.parametrize("min_divergence", [True, False])
@@ -136,8 +134,8 @@ def test_recovers_planted_low_rank_subspace():
     W = rng.normal(size=(U, R))
     sd = np.sqrt(ubm.covariances)
     F = N[:, :, None] * np.einsum("kdr,ur->ukd", T_true, W) + np.sqrt(N)[:, :, None] * sd * rng.normal(size=(U, K, D))
-    second = (F ** 2 / N[:, :, None]).sum(0) + (N.sum(0) - U)[:, None] * ubm.covariances
-    stats = UtteranceStats([str(u) for u in range(U)], N, F, second, N.sum(1), ubm.fingerprint())
+    quadratic = (F ** 2 / N[:, :, None] / ubm.covariances).sum((1, 2)) + (N.sum(1) - K) * D
+    stats = UtteranceStats([str(u) for u in range(U)], N, F, quadratic, N.sum(1), ubm.fingerprint())
     tv = TotalVariability(ubm, n_components=R, n_iter=15, init="random").fit(stats)
     fitted = (tv.T_ / sd[:, :, None]).reshape(K * D, R)
     planted = (T_true / sd[:, :, None]).reshape(K * D, R)

@@ -39,7 +39,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -54,7 +53,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 #: The recipe's tuned settings (docs/verification.md gives the measurements behind them).
-DEFAULTS = dict(n_background=85, n_eval=40, n_enroll=3, seed=0, n_components=256, rank=200, t_iter=10,
+DEFAULTS = dict(n_background=85, n_eval=40, n_enroll=3, seed=0, n_components=256, rank=150, t_iter=10,
                 lda_dim=0, cosine_lda_dim=60, plda_iter=10, plda_shrinkage=0.1, snorm_top_n=200, top_c=5,
                 relevance_factor=16.0, p_target=0.01, bootstrap=200)
 QUICK = dict(n_background=25, n_eval=15, n_components=64, rank=60, t_iter=6, cosine_lda_dim=20, snorm_top_n=50,

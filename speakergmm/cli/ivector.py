@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from speakergmm.cli.verification import (EXIT_INPUT, EXIT_OK, EXIT_USAGE, _add_run_options, _common_errors,
+from speakergmm.cli.verification import (EXIT_OK, EXIT_USAGE, _add_run_options, _common_errors,
                                          _default_feats, _fail, _fmt, _log, _positive_int, _report_problems)
 
 _EPILOG = """
@@ -20,7 +20,7 @@ exit status: 0 success; 3 finished but skipped some utterances (listed); 2 bad a
 
 _TRAIN_EPILOG = """\
 examples:
-  # T matrix of rank 200 on the UBM data (10 EM passes with minimum divergence)
+  # T matrix of rank 150 on the UBM data (10 EM passes with minimum divergence)
   speakergmm train-ivector --data data/train --ubm exp/ubm.npz --out exp/ivector_extractor.npz
 
   speakergmm train-ivector --data data/train --ubm exp/ubm.npz --out exp/tv.npz --rank 100 --iter 5
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ubm", required=True, metavar="UBM.npz", help="diagonal UBM from train-ubm")
     p.add_argument("--out", required=True, metavar="EXTRACTOR.npz", help="model file to write")
     p.add_argument("--feats", metavar="DIR", help="feature cache (default: features/<data name> next to --out)")
-    p.add_argument("--rank", type=_positive_int, default=200, help="i-vector dimension (default: 200)")
+    p.add_argument("--rank", type=_positive_int, default=150, help="i-vector dimension (default: 150)")
     p.add_argument("--iter", type=int, default=10, help="EM passes (default: 10)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="E-step precision (default: float32)")
@@ -191,4 +191,4 @@ def _run_train_plda(args: argparse.Namespace) -> int:
     return _report_problems(cmd, problems) if problems else EXIT_OK
 
 
-__all__ = ["register", "EXIT_INPUT"]
+__all__ = ["register"]

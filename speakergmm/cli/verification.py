@@ -252,7 +252,7 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
                         "PLDA); fusion (mean of the standardised GMM-UBM and i-vector PLDA scores)")
     p.add_argument("--backend-data", metavar="DIR",
                    help="data directory (with utt2spk) for T, LDA, PLDA and the cohort (default: --ubm-data)")
-    p.add_argument("--ivector-rank", type=_positive_int, default=200, help="i-vector dimension (default: 200)")
+    p.add_argument("--ivector-rank", type=_positive_int, default=150, help="i-vector dimension (default: 150)")
     p.add_argument("--lda-dim", type=int, default=0, help="LDA dimension before PLDA; 0 = no LDA (default)")
 
 

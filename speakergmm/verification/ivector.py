@@ -25,7 +25,8 @@ Everything is computed in the space whitened by the UBM covariances
   convergence considerably;
 - the objective (:attr:`TotalVariability.history_`) is the marginal log-likelihood of the
   frames given their alignment, per frame: ``sum_u [-0.5 log|L_u| + 0.5 b_u^T L_u^{-1}
-  b_u] + C`` where ``C`` depends on the second-order statistics and the offset only.
+  b_u] + C`` where ``C`` depends on the second-order statistics (kept per utterance as
+  one number, ``sum_k sum_d S_ukd / sigma_kd^2``) and the offset only.
 
 The E-step runs in batches of utterances (bounded memory) with the per-component
 products ``T~_k^T T~_k`` precomputed once per pass; ``dtype=float32`` runs it in single
@@ -60,7 +61,7 @@ __all__ = [
 IVECTOR_EXTRACTOR_FORMAT = "speakergmm.TotalVariability"
 IVECTOR_EXTRACTOR_VERSION = 1
 UTTERANCE_STATS_FORMAT = "speakergmm.UtteranceStats"
-UTTERANCE_STATS_VERSION = 1
+UTTERANCE_STATS_VERSION = 2
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -76,9 +77,9 @@ class UtteranceStats:
         ``N_uk = sum_t gamma_tk``.
     first : array (U, K, D)
         ``F_uk = sum_t gamma_tk (x_t - m_k)``, centred on the UBM means.
-    second : array (K, D)
-        ``sum_u sum_t gamma_tk (x_t - m_k)^2`` summed over the utterances (only the
-        objective needs it, and only in total).
+    quadratic : array (U,)
+        ``sum_k sum_d sum_t gamma_tk (x_td - m_kd)^2 / sigma_kd^2``: the second-order
+        statistics weighted by the UBM's precisions, all the objective needs of them.
     n_frames : array (U,)
     ubm_fingerprint : str
     """
@@ -86,7 +87,7 @@ class UtteranceStats:
     utterance_ids: list[str]
     zeroth: np.ndarray
     first: np.ndarray
-    second: np.ndarray
+    quadratic: np.ndarray
     n_frames: np.ndarray
     ubm_fingerprint: str = ""
     info: dict = field(default_factory=dict)
@@ -97,7 +98,7 @@ class UtteranceStats:
         self.first = np.asarray(self.first)
         if self.first.dtype not in (np.float32, np.float64):
             self.first = self.first.astype(np.float64)
-        self.second = np.asarray(self.second, dtype=np.float64)
+        self.quadratic = np.asarray(self.quadratic, dtype=np.float64)
         self.n_frames = np.asarray(self.n_frames, dtype=np.float64)
         U = len(self.utterance_ids)
         if self.zeroth.ndim != 2 or self.zeroth.shape[0] != U:
@@ -105,8 +106,8 @@ class UtteranceStats:
         K = self.zeroth.shape[1]
         if self.first.ndim != 3 or self.first.shape[:2] != (U, K):
             raise ValueError(f"first must have shape ({U}, {K}, D); got {self.first.shape}")
-        if self.second.shape != (K, self.first.shape[2]):
-            raise ValueError(f"second must have shape ({K}, {self.first.shape[2]}); got {self.second.shape}")
+        if self.quadratic.shape != (U,):
+            raise ValueError(f"quadratic must have shape ({U},); got {self.quadratic.shape}")
         if self.n_frames.shape != (U,):
             raise ValueError(f"n_frames must have shape ({U},); got {self.n_frames.shape}")
         self._index = {u: i for i, u in enumerate(self.utterance_ids)}
@@ -133,11 +134,10 @@ class UtteranceStats:
         return utt in self._index
 
     def subset(self, utterances: Sequence[str]) -> "UtteranceStats":
-        """The statistics of ``utterances`` (the second-order total is rescaled by frames)."""
+        """The statistics of ``utterances``, in that order."""
         rows = self.rows(utterances)
-        share = self.n_frames[rows].sum() / max(self.n_frames.sum(), 1e-300)
         return UtteranceStats([self.utterance_ids[i] for i in rows], self.zeroth[rows], self.first[rows],
-                              self.second * share, self.n_frames[rows], self.ubm_fingerprint, dict(self.info))
+                              self.quadratic[rows], self.n_frames[rows], self.ubm_fingerprint, dict(self.info))
 
     def sufficient_stats(self, utterances: Sequence[str], ubm: GMM) -> SufficientStats:
         """The pooled :class:`SufficientStats` (zeroth, first order) of ``utterances``,
@@ -159,16 +159,16 @@ class UtteranceStats:
     def save(self, path: str | Path) -> None:
         save_model_file(path, UTTERANCE_STATS_FORMAT, UTTERANCE_STATS_VERSION, {
             "utterance_ids": np.array(self.utterance_ids, dtype=str), "zeroth": self.zeroth,
-            "first": self.first, "second": self.second, "n_frames": self.n_frames,
+            "first": self.first, "quadratic": self.quadratic, "n_frames": self.n_frames,
         }, {"ubm_fingerprint": self.ubm_fingerprint, "info": self.info})
 
     @classmethod
     def load(cls, path: str | Path) -> "UtteranceStats":
         arrays, meta, _ = load_model_file(path, UTTERANCE_STATS_FORMAT, (UTTERANCE_STATS_VERSION,),
-                                          required=("utterance_ids", "zeroth", "first", "second", "n_frames"))
+                                          required=("utterance_ids", "zeroth", "first", "quadratic", "n_frames"))
         try:
             return cls([str(u) for u in arrays["utterance_ids"]], arrays["zeroth"], arrays["first"],
-                       arrays["second"], arrays["n_frames"], str(meta.get("ubm_fingerprint", "")),
+                       arrays["quadratic"], arrays["n_frames"], str(meta.get("ubm_fingerprint", "")),
                        dict(meta.get("info") or {}))
         except ValueError as exc:
             raise ModelFileError(f"{path}: invalid utterance statistics ({exc})") from exc
@@ -196,7 +196,7 @@ def _stats_batch(payload: tuple) -> list[tuple[str, np.ndarray, np.ndarray, np.n
         delta = stats.shift[None, :] - means
         F = first + stats.zeroth[:, None] * delta
         S = second + 2.0 * first * delta + stats.zeroth[:, None] * delta * delta
-        out.append((utt, stats.zeroth.copy(), F, S, stats.n_frames))
+        out.append((utt, stats.zeroth.copy(), F, float((S / ubm_arrays["covariances"]).sum()), stats.n_frames))
     return out
 
 
@@ -246,12 +246,9 @@ def utterance_stats(ubm: GMM, source: Any, utterances: Sequence[str] | None = No
     if not good:
         raise VerificationError("no utterance has frames")
     K, D = ubm.n_components, ubm.n_features
-    second = np.zeros((K, D))
-    for r in good:
-        second += r[3]
     return UtteranceStats(
         [r[0] for r in good], np.stack([r[1] for r in good]),
-        np.stack([r[2] for r in good]).astype(np.dtype(store_dtype)), second,
+        np.stack([r[2] for r in good]).astype(np.dtype(store_dtype)), np.array([r[3] for r in good]),
         np.array([r[4] for r in good]), ubm.fingerprint(),
     )
 
@@ -401,14 +398,15 @@ class TotalVariability:
 
     def _constant(self, stats: UtteranceStats) -> float:
         """The part of the log-likelihood that does not involve ``T``: the frames' Gaussian
-        log-likelihood about ``m + o`` (second-order statistics moved to the offset)."""
+        log-likelihood about ``m + o``: ``sum (x - m - o)^2 / sigma^2`` is the stored
+        ``quadratic`` minus ``2 sum o F / sigma^2`` plus ``sum N o^2 / sigma^2``."""
         o = self.offset_
+        var = self.ubm.covariances
         Ntot = stats.zeroth.sum(axis=0)
         Ftot = stats.first.sum(axis=0, dtype=np.float64)
-        S = stats.second - 2.0 * o * Ftot + Ntot[:, None] * o * o
-        var = self.ubm.covariances
+        quad = stats.quadratic.sum() - 2.0 * (o * Ftot / var).sum() + (Ntot[:, None] * o * o / var).sum()
         D = self.ubm.n_features
-        return float(-0.5 * (Ntot * (D * _LOG_2PI + np.log(var).sum(axis=1))).sum() - 0.5 * (S / var).sum())
+        return float(-0.5 * (Ntot * (D * _LOG_2PI + np.log(var).sum(axis=1))).sum() - 0.5 * quad)
 
     # ------------------------------------------------------------------ training
     def _limits(self) -> Any:
@@ -443,6 +441,12 @@ class TotalVariability:
         if done == 0:
             self._initial(stats)
         total_frames = float(stats.n_frames.sum())
+        self._passes(stats, done, ckpt, fingerprint, total_frames)
+        self.seconds_ = time.perf_counter() - started
+        return self
+
+    def _passes(self, stats: UtteranceStats, done: int, ckpt: Path | None, fingerprint: str,
+                total_frames: float) -> None:
         for it in progress(range(done, self.n_iter), desc="T-matrix EM", total=self.n_iter - done,
                            enabled=self.show_progress, unit="pass"):
             t0 = time.perf_counter()
@@ -453,14 +457,14 @@ class TotalVariability:
             if self.log:
                 self.log(f"ivector: pass {it + 1}/{self.n_iter}: objective {self.history_[-1]:.4f} per frame "
                          f"({time.perf_counter() - t0:.2f} s)")
-        self.seconds_ = time.perf_counter() - started
-        return self
 
     def _em_pass(self, stats: UtteranceStats) -> float:
         K, D, R = self.Tw_.shape
         dt = np.dtype(self.dtype)
         TT, Tflat = self._products(dt)
-        A = np.zeros((K, R * R))
+        # sum_u N_uk E[w w'] is symmetric: accumulate its upper triangle only (half the work).
+        upper = np.triu_indices(R)
+        A = np.zeros((K, len(upper[0])))
         C = np.zeros((K * D, R))
         h = np.zeros(R)
         P = np.zeros((R, R))
@@ -469,15 +473,16 @@ class TotalVariability:
             N, F = self._whitened(stats, rows, dt)
             mean, cov, logdet, bw = self._posteriors(N, F, TT, Tflat)
             second = cov + mean[:, :, None] * mean[:, None, :]
-            A += N.astype(np.float64).T @ second.reshape(len(rows), -1)
+            A += N.astype(np.float64).T @ second[:, upper[0], upper[1]]
             C += F.T @ mean.astype(F.dtype)
             h += mean.sum(axis=0)
             P += second.sum(axis=0)
             objective += float(-0.5 * logdet.sum() + 0.5 * bw.sum())
         objective += self._constant(stats)
         # M-step of T (per component, one R x R solve each).
-        A = A.reshape(K, R, R)
-        A = 0.5 * (A + A.transpose(0, 2, 1))
+        full = np.zeros((K, R, R))
+        full[:, upper[0], upper[1]] = A
+        A = full + np.triu(full, 1).transpose(0, 2, 1)
         Ck = C.reshape(K, D, R)
         Tw = np.linalg.solve(A, Ck.transpose(0, 2, 1)).transpose(0, 2, 1)
         if self.min_divergence:

@@ -73,7 +73,7 @@ class IvectorSettings:
         Normalise the PLDA scores with adaptive S-norm against the back-end speakers.
     """
 
-    rank: int = 200
+    rank: int = 150
     t_iter: int = 10
     t_dtype: str = "float32"
     lda_dim: int = 0
