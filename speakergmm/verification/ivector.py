@@ -390,7 +390,7 @@ class TotalVariability:
 
     def _products(self, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
         K, D, R = self.Tw_.shape
-        TT = np.einsum("kdr,kds->krs", self.Tw_, self.Tw_).reshape(K, R * R)
+        TT = np.matmul(self.Tw_.transpose(0, 2, 1), self.Tw_).reshape(K, R * R)
         return TT.astype(dtype), self.Tw_.reshape(K * D, R).astype(dtype)
 
     def _batches(self, n: int) -> list[np.ndarray]:
