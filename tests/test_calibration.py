@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+import sklearn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from speakergmm import metrics
@@ -27,7 +30,10 @@ def test_equals_sklearn_logistic_regression(p_target, reg, columns):
     cal = LinearCalibration(p_target=p_target, reg=reg).fit(S, y)
     weight = np.where(y, p_target / y.sum(), (1 - p_target) / (~y).sum())
     if reg == 0:
-        ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10000)
+        # No penalty: C=inf from scikit-learn 1.8 on, penalty=None before.
+        unpenalised = {"C": np.inf} if tuple(int(x) for x in sklearn.__version__.split(".")[:2]) >= (1, 8) \
+            else {"penalty": None}
+        ref = LogisticRegression(tol=1e-12, max_iter=10000, **unpenalised)
     else:
         ref = LogisticRegression(C=1.0 / reg, tol=1e-12, max_iter=10000)
     ref.fit(S, y, sample_weight=weight)
@@ -104,3 +110,16 @@ def test_operating_point_presets():
     assert metrics.named_operating_point("sre16").c_miss == 1.0
     with pytest.raises(ValueError, match="presets"):
         metrics.named_operating_point("sre99")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 60), st.integers(0, 2**31 - 1))
+def test_kaldi_eer_properties(n_tar, n_non, seed):
+    """In [0, 1], invariant under increasing transforms, and never below the ROCCH EER by
+    more than the quantisation of one target."""
+    rng = np.random.default_rng(seed)
+    tar, non = rng.normal(1, 1, n_tar), rng.normal(0, 1, n_non)
+    value, _ = metrics.kaldi_eer(tar, non)
+    assert 0.0 <= value <= 1.0
+    assert metrics.kaldi_eer(np.exp(tar), np.exp(non))[0] == value
+    assert value >= metrics.eer(tar, non) - 1.0 / n_tar - 1.0 / n_non - 1e-12

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
 from speakergmm.io import ModelFileError
@@ -142,3 +144,13 @@ def test_bad_input():
         plda.score(X[:2, :3], X[:2])
     with pytest.raises(VerificationError, match="2 speakers"):
         PLDA().fit(X[:5], np.zeros(5))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.0, 0.9))
+def test_plda_single_enrolment_llr_is_symmetric(seed, shrinkage):
+    """With one enrolment vector the same-speaker hypothesis treats both vectors alike."""
+    X, y = _speakers(n_speakers=12, per=3, dim=4, seed=seed % 1000)
+    plda = PLDA(n_iter=2, shrinkage=shrinkage).fit(X, y)
+    S = plda.score(X[:6], X[:6])
+    np.testing.assert_allclose(S, S.T, rtol=1e-9, atol=1e-9)
