@@ -32,7 +32,7 @@ def _verify(corpus, out, backend, *extra):
             "--ivector-rank", "6", *extra)
 
 
-@pytest.mark.parametrize("command", ["train-ivector", "extract-ivectors", "train-plda"])
+@pytest.mark.parametrize("command", ["train-ivector", "extract-ivectors", "train-plda", "calibrate"])
 def test_stage_commands_have_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -128,3 +128,44 @@ def test_evaluate_operating_points(corpus, tmp_path, capsys):
     assert status == 2 and "not both" in err
     status, _, err = _run(capsys, "evaluate", "--scores", scores, "--out", tmp_path / "e3", "--p-target", "1.5")
     assert status == 2 and "p_target" in err
+
+
+def test_calibrate_command_trains_and_applies_fusion(tmp_path, capsys):
+    from speakergmm.verification.calibration import LinearCalibration
+
+    rng = np.random.default_rng(3)
+    n = 300
+    target = np.arange(n) % 6 == 0
+    a = np.where(target, rng.normal(2.0, 1.0, n), rng.normal(0.0, 1.0, n))
+    b = np.where(target, rng.normal(1.0, 0.5, n), rng.normal(0.0, 0.5, n))
+    files = []
+    for name, values in (("a", a), ("b", b)):
+        path = tmp_path / f"{name}.txt"
+        order = rng.permutation(n) if name == "b" else np.arange(n)  # the trials in another order
+        path.write_text("".join(f"m{i % 7} t{i} {values[i]:.6f} {'target' if target[i] else 'nontarget'}\n"
+                                for i in order))
+        files.append(path)
+    status, out, err = _run(capsys, "calibrate", "--train", *files, "--p-target", "0.1", "--out", tmp_path / "cal.npz")
+    assert status == 0, err
+    ref = LinearCalibration(p_target=0.1).fit(np.column_stack([np.round(a, 6), np.round(b, 6)]), target)
+    cal = LinearCalibration.load(tmp_path / "cal.npz")
+    np.testing.assert_allclose(cal.coef_, ref.coef_, rtol=1e-6)
+    unlabelled = tmp_path / "a_nolabel.txt"
+    unlabelled.write_text("".join(f"m{i % 7} t{i} {a[i]:.6f}\n" for i in range(n)))
+    status, _, err = _run(capsys, "calibrate", "--model", tmp_path / "cal.npz", "--apply", unlabelled, files[1],
+                          "--out", tmp_path / "llr.txt")
+    assert status == 0, err
+    lines = (tmp_path / "llr.txt").read_text().splitlines()
+    assert len(lines) == n
+    first = lines[0].split()
+    assert first[:2] == ["m0", "t0"]
+    assert float(first[2]) == pytest.approx(ref.transform([[round(a[0], 6), round(b[0], 6)]])[0], abs=1e-5)
+    # bad input: a trial missing from the second file, no mode, an unknown model
+    (tmp_path / "short.txt").write_text("m0 t0 1.0 target\n")
+    status, _, err = _run(capsys, "calibrate", "--train", files[0], tmp_path / "short.txt", "--out", tmp_path / "c2.npz")
+    assert status == 1 and "short.txt" in err
+    status, _, err = _run(capsys, "calibrate", "--out", tmp_path / "x.npz")
+    assert status == 2
+    status, _, err = _run(capsys, "calibrate", "--model", tmp_path / "nope.npz", "--apply", files[0],
+                          "--out", tmp_path / "y.txt")
+    assert status == 1 and "nope.npz" in err

@@ -1,4 +1,5 @@
-"""``speakergmm train-ivector | extract-ivectors | train-plda``: i-vector / PLDA stages.
+"""``speakergmm train-ivector | extract-ivectors | train-plda | calibrate``: i-vector / PLDA
+stages, and calibration / fusion of score files.
 
 The whole chain is ``speakergmm verify --backend ivector-plda``; these commands run its
 stages one at a time. Exit status: 0 success; 3 finished but skipped some utterances; 2 bad
@@ -88,6 +89,123 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="PLDA covariance shrinkage in [0, 1) (default: 0.1)")
     p.add_argument("--quiet", "-q", action="store_true", help="no log lines on stderr")
     p.set_defaults(func=_run_train_plda)
+
+    register_calibrate(subparsers)
+
+
+_CALIBRATE_EPILOG = """\
+examples:
+  # learn a calibration on labelled development scores, apply it to evaluation scores
+  speakergmm calibrate --train dev/scores.txt --out exp/calibration.npz
+  speakergmm calibrate --model exp/calibration.npz --apply eval/scores.txt --out eval/llr.txt
+
+  # fuse two systems (the same trials in both files), at the SRE16 prior
+  speakergmm calibrate --train dev/gmm.txt dev/plda.txt --p-target 0.01 --out exp/fusion.npz
+  speakergmm calibrate --model exp/fusion.npz --apply eval/gmm.txt eval/plda.txt --out eval/fused.txt
+
+Score files: 'model test-utt score [target|nontarget]' lines (labels from --trials otherwise).
+""" + _EPILOG
+
+
+def register_calibrate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "calibrate", help="calibrate or fuse score files (logistic regression, as in BOSARIS)",
+        description="With --train: fit llr = w's + b on labelled score files (one per system, same "
+                    "trials) by prior-weighted logistic regression and save it. With --model and --apply: "
+                    "write calibrated (fused) log-likelihood ratios.",
+        epilog=_CALIBRATE_EPILOG, formatter_class=_fmt())
+    p.add_argument("--train", nargs="+", metavar="SCORES", help="labelled development score files")
+    p.add_argument("--trials", metavar="FILE", help="trial list with the labels (if the score files have none)")
+    p.add_argument("--p-target", type=float, default=0.5, help="training prior (default 0.5, as BOSARIS)")
+    p.add_argument("--model", metavar="CAL.npz", help="calibration to apply (from --train)")
+    p.add_argument("--apply", nargs="+", metavar="SCORES", help="score files to calibrate (same systems)")
+    p.add_argument("--out", required=True, help="CAL.npz with --train; the output score file with --apply")
+    p.set_defaults(func=_run_calibrate)
+
+
+def _aligned_scores(paths: list[str], trials_path: str | None, need_labels: bool):
+    """Scores of several files on the trials they share, in the first file's order."""
+    import numpy as np
+
+    from speakergmm.verification.pipeline import read_scores
+
+    columns, keys, labels = [], None, None
+    for path in paths:
+        if need_labels:
+            trials, values = read_scores(path, trials_path)
+        else:
+            trials, values = _read_unlabelled(path)
+        table = {(t[0], t[1]): (v, t[2]) for t, v in zip(trials, values)}
+        if keys is None:
+            keys = [(t[0], t[1]) for t in trials]
+            labels = [t[2] for t in trials]
+        missing = [k for k in keys if k not in table]
+        if missing:
+            from speakergmm.verification import VerificationError
+
+            raise VerificationError(f"{path}: no score for trial {missing[0][0]} {missing[0][1]} "
+                                    f"(and {len(missing) - 1} more) of {paths[0]}")
+        columns.append([table[k][0] for k in keys])
+    return keys, labels, np.column_stack(columns)
+
+
+def _read_unlabelled(path: str):
+    """Score lines with or without labels (labels, when present, are carried along)."""
+    import numpy as np
+
+    from speakergmm.verification import VerificationError
+
+    trials, values = [], []
+    p = Path(path)
+    if not p.is_file():
+        raise VerificationError(f"{path}: no such score file")
+    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) not in (3, 4):
+            raise VerificationError(f"{path}:{number}: expected 'model test-utt score [label]'")
+        try:
+            value = float(parts[2])
+        except ValueError:
+            raise VerificationError(f"{path}:{number}: score {parts[2]!r} is not a number") from None
+        label = None if len(parts) == 3 else parts[3] == "target"
+        trials.append((parts[0], parts[1], label))
+        values.append(value)
+    return trials, np.array(values)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from speakergmm.verification.calibration import LinearCalibration
+    from speakergmm.verification.pipeline import write_scores
+
+    cmd = "calibrate"
+    if bool(args.train) == bool(args.model or args.apply):
+        return _fail(cmd, "give either --train FILES, or --model CAL.npz with --apply FILES", EXIT_USAGE)
+    if args.model and not args.apply or args.apply and not args.model:
+        return _fail(cmd, "--apply needs --model (and --model needs --apply)", EXIT_USAGE)
+    try:
+        if args.train:
+            try:
+                cal = LinearCalibration(p_target=args.p_target)
+            except ValueError as exc:
+                return _fail(cmd, str(exc), EXIT_USAGE)
+            keys, labels, S = _aligned_scores(args.train, args.trials, need_labels=True)
+            cal.fit(S, np.array(labels, dtype=bool))
+            cal.save(args.out)
+            print(f"calibration of {S.shape[1]} system(s) on {len(keys)} trials: weights "
+                  f"{', '.join(f'{w:.4g}' for w in cal.coef_)}, offset {cal.intercept_:.4g} -> {args.out}")
+        else:
+            cal = LinearCalibration.load(args.model)
+            keys, labels, S = _aligned_scores(args.apply, None, need_labels=False)
+            llr = cal.transform(S)
+            write_scores(args.out, [(k[0], k[1], lab) for k, lab in zip(keys, labels)], llr)
+            print(f"{len(keys)} calibrated scores -> {args.out}")
+    except _common_errors() as exc:
+        return _fail(cmd, str(exc))
+    return EXIT_OK
 
 
 def _stats_for(cmd: str, args: argparse.Namespace, ubm, feature_config, out: Path):
