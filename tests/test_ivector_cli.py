@@ -58,6 +58,32 @@ def test_verify_ivector_plda_end_to_end_and_resumes(corpus, tmp_path, capsys):
     assert status == 0 and "reusing" in stderr
     again = json.loads((out / "results.json").read_text())
     assert again["eer"] == results["eer"]
+    assert {"ubm", "stats_backend", "stats_test", "ivector_extractor"} <= set(again["reused"])
+    # adaptive S-norm against the back-end speakers
+    status, _, stderr = _run(capsys, *_verify(corpus, out, "ivector-plda", "--norm", "snorm"))
+    assert status == 0, stderr
+    normed = json.loads((out / "results.json").read_text())
+    assert normed["ivector_settings"]["snorm"] is True
+    status, _, stderr = _run(capsys, *_verify(corpus, out, "ivector-plda", "--norm", "znorm"))
+    assert status == 1 and "snorm" in stderr
+
+
+def test_missing_test_audio_is_skipped_and_exits_3(corpus, tmp_path, capsys):
+    import shutil
+
+    test_dir = tmp_path / "test"
+    shutil.copytree(corpus.test, test_dir)
+    wav = (test_dir / "wav.scp").read_text().splitlines()
+    victim = wav[0].split()[0]
+    wav[0] = f"{victim} {tmp_path / 'gone.wav'}"
+    (test_dir / "wav.scp").write_text("\n".join(wav) + "\n")
+    args = list(_verify(corpus, tmp_path / "o", "ivector-plda"))
+    args[args.index(corpus.test)] = test_dir
+    status, _, err = _run(capsys, *args)
+    assert status == 3 and victim in err
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["n_unscored"] == 3 and results["n_target"] + results["n_nontarget"] == 15
+    assert results["exit_status"] == 3 and any(victim in p for p in results["problems"])
 
 
 def test_verify_fusion(corpus, tmp_path, capsys):

@@ -133,6 +133,7 @@ def run_stats(ubm: Any, store: Any, utterances: Sequence[str], out_path: str | o
             if old.ubm_fingerprint == ubm.fingerprint() and set(old.utterance_ids) >= set(utts):
                 if log:
                     log(f"ivector: reusing statistics {out_path}")
+                old.info["reused"] = True
                 return old, problems
         except ModelFileError:
             pass
@@ -159,6 +160,7 @@ def run_train_ivector(ubm: Any, stats: UtteranceStats, out_path: str | os.PathLi
                     and old.info.get("data_digest") == digest):
                 if log:
                     log(f"ivector: reusing {out_path}")
+                old.info["reused"] = True
                 return old
         except ModelFileError:
             pass
@@ -221,6 +223,12 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
         raise VerificationError(f"unknown back end {backend!r} (ivector-plda, fusion)")
     settings = settings or VerifySettings()
     ivs = ivector_settings or IvectorSettings()
+    if settings.norm not in ("none", "snorm"):
+        raise VerificationError(f"--norm {settings.norm}: the i-vector back end supports adaptive S-norm "
+                                "(--norm snorm, cohort: the back-end speakers) or none")
+    if settings.norm == "snorm":
+        ivs = dataclasses.replace(ivs, snorm=True, norm_top_n=settings.norm_top_n or ivs.norm_top_n)
+    reused: list[str] = []
     out = Path(out_dir)
     dirs = {"ubm": Path(ubm_data), "enroll": Path(enroll_data), "test": Path(test_data),
             "backend": Path(backend_data) if backend_data is not None else Path(ubm_data)}
@@ -245,7 +253,8 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
     gmm_results = None
     if backend == "fusion":
         gmm_results = verify(ubm_data, enroll_data, test_data, trials_path, out / "gmm-ubm", settings=settings,
-                             feature_config=config, log=log, show_progress=show_progress)
+                             feature_config=config, log=log, show_progress=show_progress,
+                             cohort_data=dirs["backend"] if settings.norm != "none" else None)
         timings["gmm_ubm_chain"] = time.perf_counter() - started
 
     t0 = time.perf_counter()
@@ -262,6 +271,8 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
                           show_progress=show_progress)
     ubm = stage.value
     timings["ubm"] = stage.seconds
+    if stage.reused:
+        reused.append("ubm")
 
     t0 = time.perf_counter()
     all_stats: dict[str, UtteranceStats] = {}
@@ -270,6 +281,8 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
         stats, more = run_stats(ubm, store, data_dir.utterances, out / f"stats_{name}.npz", jobs=settings.jobs,
                                 log=log)
         all_stats[name] = stats
+        if stats.info.pop("reused", False):
+            reused.append(f"stats_{name}")
         problems.extend(f"{name} data: {p}" for p in more)
     timings["stats"] = time.perf_counter() - t0
 
@@ -277,6 +290,8 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
     backend_dir = stores["backend"][0]
     tv = run_train_ivector(ubm, all_stats["backend"], out / "ivector_extractor.npz", ivs, log=log,
                            show_progress=show_progress, feature_config=config)
+    if tv.info.pop("reused", False):
+        reused.append("ivector_extractor")
     timings["t_matrix"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     vectors = {name: extract(tv, s) for name, s in all_stats.items()}
@@ -343,7 +358,7 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
         "n_trials": len(trials), "settings": settings.to_dict(), "ivector_settings": ivs.to_dict(),
         "feature_config": config.to_dict(), "ubm_data": str(dirs["ubm"]), "backend_data": str(dirs["backend"]),
         "enroll_data": str(dirs["enroll"]), "test_data": str(dirs["test"]), "trials": str(trials_path),
-        "scores": str(out / "scores.txt"), "t_matrix_history": tv.history_, "problems": problems,
+        "scores": str(out / "scores.txt"), "t_matrix_history": tv.history_, "reused": reused, "problems": problems,
         "exit_status": EXIT_PARTIAL if problems else 0,
     }
     if gmm_results is not None:
