@@ -195,3 +195,16 @@ def test_map_enrolment_from_utterance_stats_equals_frames():
     for speaker, rows in spk2utt.items():
         adapted = map_update(stats.sufficient_stats(rows, ubm), prior=ubm, relevance_factor=16.0, adapt="m")
         np.testing.assert_allclose(adapted.means, models.means[models.index(speaker)], rtol=1e-6, atol=1e-8)
+
+
+def test_total_variability_params_and_clone():
+    from sklearn.base import clone
+
+    ubm = _ubm()
+    tv = TotalVariability(ubm, n_components=3, n_iter=2, init="random")
+    copy = clone(tv)
+    assert copy.get_params()["n_components"] == 3 and copy.ubm.fingerprint() == ubm.fingerprint()
+    copy.set_params(n_iter=4)
+    assert copy.n_iter == 4
+    with pytest.raises(ValueError, match="invalid parameter"):
+        copy.set_params(rank=5)

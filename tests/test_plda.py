@@ -154,3 +154,19 @@ def test_plda_single_enrolment_llr_is_symmetric(seed, shrinkage):
     plda = PLDA(n_iter=2, shrinkage=shrinkage).fit(X, y)
     S = plda.score(X[:6], X[:6])
     np.testing.assert_allclose(S, S.T, rtol=1e-9, atol=1e-9)
+
+
+def test_estimators_work_with_sklearn_clone_and_pipeline():
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+
+    X, y = _speakers()
+    lda = clone(LDA(n_components=3, reg=0.1))
+    assert lda.get_params() == {"n_components": 3, "reg": 0.1}
+    pipe = make_pipeline(Whitening(), LengthNorm(), LDA(3), WCCN())
+    Z = pipe.fit(X, y).transform(X)
+    np.testing.assert_allclose(Z, Chain([Whitening(), LengthNorm(), LDA(3), WCCN()]).fit(X, y).transform(X))
+    plda = PLDA().set_params(n_iter=2, shrinkage=0.1)
+    assert plda.get_params() == {"n_iter": 2, "shrinkage": 0.1}
+    with pytest.raises(ValueError, match="invalid parameter"):
+        PLDA().set_params(rank=3)

@@ -108,6 +108,19 @@ class _Saved:
     def _loaded(self) -> None:
         pass
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn's estimator protocol)."""
+        return {p: getattr(self, p) for p in self._params}
+
+    def set_params(self, **params: Any) -> Any:
+        """Set constructor arguments (scikit-learn's estimator protocol); refit afterwards."""
+        for name, value in params.items():
+            if name not in self._params:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: "
+                                 f"{', '.join(self._params) or '(none)'}")
+            setattr(self, name, value)
+        return self
+
     def save(self, path: str | Path) -> None:
         Chain([self]).save(path)
 

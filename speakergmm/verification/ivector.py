@@ -324,6 +324,24 @@ class TotalVariability:
         self.info: dict[str, Any] = {}  # free JSON-able provenance, saved with the model
 
     # ------------------------------------------------------------------ parameters
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn's estimator protocol)."""
+        import inspect
+
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params: Any) -> "TotalVariability":
+        """Set constructor arguments (scikit-learn's estimator protocol); refit afterwards."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for TotalVariability; valid: {', '.join(valid)}")
+            setattr(self, name, value)
+        if "ubm" in params:
+            self._scale = np.sqrt(self.ubm.covariances)
+        return self
+
     @property
     def T_(self) -> np.ndarray:
         return self.Tw_ * self._scale[:, :, None]
