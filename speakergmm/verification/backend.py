@@ -112,6 +112,14 @@ class _Saved:
         """The constructor's arguments (scikit-learn's estimator protocol)."""
         return {p: getattr(self, p) for p in self._params}
 
+    def __sklearn_tags__(self) -> Any:
+        # Only scikit-learn calls this (Pipeline, clone), so importing it here costs nothing otherwise.
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=None if isinstance(self, PLDA) else TransformerTags(),
+                    regressor_tags=None, classifier_tags=None)
+
     def set_params(self, **params: Any) -> Any:
         """Set constructor arguments (scikit-learn's estimator protocol); refit afterwards."""
         for name, value in params.items():
