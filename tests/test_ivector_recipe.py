@@ -27,7 +27,7 @@ def test_so762_recipe_quick(tmp_path):
     protocol = saved["protocol"]
     assert protocol["n_background_speakers"] == 25 and protocol["n_evaluation_speakers"] == 15
     for name, entry in saved["backends"].items():
-        for key in ("eer", "min_dcf", "n_target", "n_nontarget", "eer_se", "min_dcf_se", "held_out"):
+        for key in ("eer", "eer_kaldi", "min_dcf", "n_target", "n_nontarget", "eer_se", "min_dcf_se", "held_out"):
             assert key in entry, (name, key)
         assert 0.0 <= entry["eer"] < 0.5, name
         assert entry["held_out"]["actual_dcf"] >= entry["held_out"]["min_dcf"] - 1e-12

@@ -377,7 +377,8 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
         tar, non = llr[within & labels], llr[within & ~labels]
         raw_within = None if name == "fusion" else systems[name][within]
         held = {"n_target": int(tar.size), "n_nontarget": int(non.size),
-                "eer": metrics.eer(tar, non), "min_dcf": metrics.min_dcf(tar, non, operating_point=op)[0],
+                "eer": metrics.eer(tar, non), "eer_kaldi": metrics.kaldi_eer(tar, non)[0],
+                "min_dcf": metrics.min_dcf(tar, non, operating_point=op)[0],
                 "actual_dcf": metrics.actual_dcf(tar, non, operating_point=op), "cllr": metrics.cllr(tar, non)}
         if raw_within is not None:
             lw = labels[within]
@@ -387,7 +388,8 @@ def run(data: str | os.PathLike, out: str | os.PathLike, quick: bool = False, jo
         held["actual_over_min_dcf"] = held["actual_dcf"] / held["min_dcf"] if held["min_dcf"] > 0 else None
         entry["held_out"] = held
         if name == "fusion":
-            entry.update({"eer": held["eer"], "min_dcf": held["min_dcf"], "n_target": held["n_target"],
+            entry.update({"eer": held["eer"], "eer_kaldi": held["eer_kaldi"], "min_dcf": held["min_dcf"],
+                          "n_target": held["n_target"],
                           "n_nontarget": held["n_nontarget"], "eer_se": held["eer_se"],
                           "min_dcf_se": held["min_dcf_se"], "trials": "held-out within-half trials"})
             curves["fusion (held-out)"] = (tar, non)
