@@ -37,6 +37,8 @@ __all__ = [
     "rocch",
     "eer",
     "eer_with_threshold",
+    "kaldi_eer",
+    "named_operating_point",
     "bayes_threshold",
     "detection_cost",
     "min_dcf",
@@ -92,11 +94,26 @@ class DCFOperatingPoint:
         return bayes_threshold(self.p_target, self.c_miss, self.c_fa)
 
 
-#: Operating points of the NIST speaker recognition evaluations.
+#: Operating points of the NIST speaker recognition evaluations and of VoxSRC.
+#: ``sre16`` is the first of SRE16's two points (p_target 0.01; its primary cost also
+#: averages in p_target 0.005, available as ``sre16_0.005``); ``voxsrc`` is the VoxSRC
+#: challenges' minDCF point (p_target 0.05).
 OPERATING_POINTS: dict[str, DCFOperatingPoint] = {
     "sre08": DCFOperatingPoint(p_target=0.01, c_miss=10.0, c_fa=1.0),
     "sre10": DCFOperatingPoint(p_target=0.001, c_miss=1.0, c_fa=1.0),
+    "sre16": DCFOperatingPoint(p_target=0.01, c_miss=1.0, c_fa=1.0),
+    "sre16_0.005": DCFOperatingPoint(p_target=0.005, c_miss=1.0, c_fa=1.0),
+    "voxsrc": DCFOperatingPoint(p_target=0.05, c_miss=1.0, c_fa=1.0),
 }
+
+
+def named_operating_point(name: str) -> DCFOperatingPoint:
+    """The named preset of :data:`OPERATING_POINTS` (case-insensitive), or a ValueError
+    listing them."""
+    key = str(name).lower()
+    if key not in OPERATING_POINTS:
+        raise ValueError(f"unknown operating point {name!r}; presets: {', '.join(OPERATING_POINTS)}")
+    return OPERATING_POINTS[key]
 
 #: The operating point reported as ``min_dcf`` by :func:`evaluate_scores` by default.
 DEFAULT_OPERATING_POINT = "sre08"
@@ -300,6 +317,29 @@ def eer_with_threshold(
     candidates = np.flatnonzero(worst == worst.min())
     best = candidates[np.argmin(np.abs(d_miss - d_fa)[candidates])]
     return value, float(thresholds[best])
+
+
+def kaldi_eer(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[float, float]:
+    """EER as Kaldi's ``compute-eer`` computes it, and its threshold.
+
+    With both score lists sorted ascending, the ``i``-th lowest target score is the first
+    threshold (in increasing ``i``) at which the non-target score at the matching position
+    ``n_non - 1 - floor(n_non * i / n_tar)`` falls below it; the EER is ``i / n_tar``. It
+    is the error rate of one actual threshold, so it is at least the ROCCH EER
+    (:func:`eer`) up to the quantisation of ``1 / n_tar``; they agree closely on large
+    trial lists.
+    """
+    tar = np.sort(_scores(target_scores, "target_scores"))
+    non = np.sort(_scores(nontarget_scores, "nontarget_scores"))
+    n_tar, n_non = tar.size, non.size
+    positions = np.arange(n_tar)
+    non_pos = n_non - 1 - np.floor(n_non * positions / n_tar).astype(np.int64)
+    non_pos = np.maximum(non_pos, 0)
+    hits = np.flatnonzero(non[non_pos] < tar)
+    if hits.size == 0:
+        return 1.0, float(tar[-1])
+    i = int(hits[0])
+    return i / n_tar, float(tar[i])
 
 
 # ---------------------------------------------------------------------------- DCF
@@ -552,7 +592,7 @@ def evaluate_scores(
     Keys
     ----
     ``n_target``, ``n_nontarget``; ``eer`` (ROCCH, fraction) and ``eer_threshold``
-    (see :func:`eer_with_threshold`); for each operating point ``NAME``:
+    (see :func:`eer_with_threshold`); ``eer_kaldi`` (:func:`kaldi_eer`); for each operating point ``NAME``:
     ``min_dcf_NAME``, ``min_dcf_threshold_NAME`` and ``actual_dcf_NAME`` (at the Bayes
     threshold, meaningful only for calibrated LLR scores); ``min_dcf`` and
     ``min_dcf_operating_point``: the first operating point's (``"sre08"`` by default:
@@ -570,11 +610,13 @@ def evaluate_scores(
     if not points:
         raise ValueError("operating_points is empty")
     value, threshold = eer_with_threshold(tar, non)
+    kaldi_value, _ = kaldi_eer(tar, non)
     result: dict[str, Any] = {
         "n_target": int(tar.size),
         "n_nontarget": int(non.size),
         "eer": value,
         "eer_threshold": _json_float(threshold),
+        "eer_kaldi": kaldi_value,
     }
     for name, op in points.items():
         dcf, dcf_threshold = min_dcf(tar, non, operating_point=op)

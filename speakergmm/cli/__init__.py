@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-_MODULES = ("features", "verification", "demo", "hmm")
+_MODULES = ("features", "verification", "ivector", "demo", "hmm")
 
 
 def build_parser() -> argparse.ArgumentParser:

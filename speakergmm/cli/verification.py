@@ -235,6 +235,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", metavar="FILE", help="trial list giving the labels (when the score file has none)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (results.json, det.png)")
     p.add_argument("--no-plot", action="store_true", help="skip the DET plot")
+    _add_operating_point_options(p)
     p.set_defaults(func=_run_evaluate)
 
     p = subparsers.add_parser(
@@ -254,9 +255,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_ubm_options(p)
     _add_enroll_options(p)
     _add_score_options(p)
+    _add_backend_options(p)
     _add_run_options(p)
     add_scheduler_option(p)
     p.set_defaults(func=with_cluster("verify", _run_verify))
+
+
+def _add_operating_point_options(p: argparse.ArgumentParser) -> None:
+    from speakergmm.metrics import OPERATING_POINTS
+
+    p.add_argument("--preset", choices=sorted(OPERATING_POINTS), type=str.lower,
+                   help="report min_dcf / actual DCF at a named operating point "
+                        "(sre08: p=0.01, Cmiss=10; sre10: p=0.001; sre16: p=0.01; voxsrc: p=0.05)")
+    p.add_argument("--p-target", type=float, help="operating point: prior of a target trial (0..1)")
+    p.add_argument("--c-miss", type=float, default=None, help="cost of a miss (default 1)")
+    p.add_argument("--c-fa", type=float, default=None, help="cost of a false alarm (default 1)")
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("gmm-ubm", "ivector-plda", "fusion"), default="gmm-ubm",
+                   help="gmm-ubm (MAP + LLR, default); ivector-plda (T matrix, whitening, length norm, "
+                        "PLDA); fusion (mean of the standardised GMM-UBM and i-vector PLDA scores)")
+    p.add_argument("--backend-data", metavar="DIR",
+                   help="data directory (with utt2spk) for T, LDA, PLDA and the cohort (default: --ubm-data)")
+    p.add_argument("--ivector-rank", type=_positive_int, default=150, help="i-vector dimension (default: 150)")
+    p.add_argument("--lda-dim", type=int, default=0, help="LDA dimension before PLDA; 0 = no LDA (default)")
+
+
+def _operating_points(args: argparse.Namespace):
+    """The operating points to report, the requested one first (None: the defaults)."""
+    from speakergmm import metrics
+
+    custom = any(getattr(args, name, None) is not None for name in ("p_target", "c_miss", "c_fa"))
+    if args.preset is None and not custom:
+        return None
+    if args.preset is not None and custom:
+        raise ValueError("give either --preset or --p-target/--c-miss/--c-fa, not both")
+    if args.preset is not None:
+        name, point = args.preset, metrics.named_operating_point(args.preset)
+    else:
+        if args.p_target is None:
+            raise ValueError("--c-miss/--c-fa need --p-target")
+        point = metrics.DCFOperatingPoint(args.p_target, 1.0 if args.c_miss is None else args.c_miss,
+                                          1.0 if args.c_fa is None else args.c_fa)
+        name = "custom"
+    points = {name: point}
+    for default in ("sre08", "sre10"):
+        points.setdefault(default, metrics.OPERATING_POINTS[default])
+    return points
 
 
 # --------------------------------------------------------------------------- helpers
@@ -452,9 +498,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     cmd = "evaluate"
     try:
+        points = _operating_points(args)
+    except ValueError as exc:
+        return _fail(cmd, str(exc), EXIT_USAGE)
+    try:
         trials, scores = read_scores(args.scores, args.trials)
         results = evaluate_trials(trials, scores, args.out, plot=not args.no_plot,
-                                  extra={"scores": str(args.scores)})
+                                  extra={"scores": str(args.scores)}, operating_points=points)
     except _common_errors() as exc:
         return _fail(cmd, _flag_message(exc))
     _print_results(results, Path(args.out))
@@ -462,7 +512,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _print_results(results: dict[str, Any], out: Path) -> None:
-    lines = [f"EER            {100 * results['eer']:.2f} %",
+    lines = [f"EER            {100 * results['eer']:.2f} %"
+             + (f" (Kaldi compute-eer: {100 * results['eer_kaldi']:.2f} %)" if "eer_kaldi" in results else "")]
+    if results.get("min_dcf_operating_point") not in (None, "sre08"):
+        name = results["min_dcf_operating_point"]
+        lines.append(f"minDCF ({name}) {results['min_dcf']:.4f}, actual DCF {results[f'actual_dcf_{name}']:.4f}")
+    lines += [
              f"minDCF (SRE08) {results['min_dcf_sre08']:.4f}" if "min_dcf_sre08" in results
              else f"minDCF         {results['min_dcf']:.4f}"]
     if "min_dcf_sre10" in results:
@@ -488,14 +543,26 @@ def _run_verify(args: argparse.Namespace) -> int:
     cmd = "verify"
     try:
         settings = settings_from_args(args)
-        check_cohort(settings, args.cohort_data)
+        if getattr(args, "backend", "gmm-ubm") == "gmm-ubm":  # the i-vector chain's cohort is its backend data
+            check_cohort(settings, args.cohort_data)
     except ValueError as exc:  # InvalidArgument included
         return _fail(cmd, _flag_message(exc), EXIT_USAGE)
+    if getattr(args, "backend_data", None) and not Path(args.backend_data).is_dir():
+        return _fail(cmd, f"--backend-data {args.backend_data}: no such directory")
     try:
         config = _feature_config(args, args.ubm_data) if Path(args.ubm_data).is_dir() else None
-        results = verify(args.ubm_data, args.enroll_data, args.test_data, args.trials, args.out,
-                         settings=settings, feature_config=config, cohort_data=args.cohort_data,
-                         log=_log(args), show_progress=args.progress, client=args.client)
+        if getattr(args, "backend", "gmm-ubm") != "gmm-ubm":
+            from speakergmm.verification.ivector_chain import IvectorSettings, verify_ivector
+
+            results = verify_ivector(args.ubm_data, args.enroll_data, args.test_data, args.trials, args.out,
+                                     settings=settings, backend_data=args.backend_data, feature_config=config,
+                                     ivector_settings=IvectorSettings(rank=args.ivector_rank, lda_dim=args.lda_dim),
+                                     backend=args.backend, log=_log(args), show_progress=args.progress,
+                                     client=args.client)
+        else:
+            results = verify(args.ubm_data, args.enroll_data, args.test_data, args.trials, args.out,
+                             settings=settings, feature_config=config, cohort_data=args.cohort_data,
+                             log=_log(args), show_progress=args.progress, client=args.client)
     except _common_errors() as exc:
         return _fail(cmd, _flag_message(exc))
     _print_results(results, Path(args.out))

@@ -810,7 +810,8 @@ def _identification(trials: Sequence[Trial], scores: np.ndarray) -> dict[str, An
 
 
 def evaluation_results(trials: Sequence[Any], scores: np.ndarray, out_dir: str | os.PathLike | None = None,
-                       title: str | None = None, plot: bool = True) -> dict[str, Any]:
+                       title: str | None = None, plot: bool = True,
+                       operating_points: Any = None) -> dict[str, Any]:
     """Metrics of scored trials (and ``out_dir/det.png``), without writing ``results.json``.
 
     Every trial needs a finite score: a NaN or infinite one is a :class:`VerificationError`
@@ -835,7 +836,8 @@ def evaluation_results(trials: Sequence[Any], scores: np.ndarray, out_dir: str |
     if tar.size == 0 or non.size == 0:
         raise VerificationError(f"cannot evaluate: {tar.size} target and {non.size} non-target "
                                 "trials (both kinds are needed)")
-    results: dict[str, Any] = metrics.evaluate_scores(tar, non)
+    results: dict[str, Any] = (metrics.evaluate_scores(tar, non) if operating_points is None
+                               else metrics.evaluate_scores(tar, non, operating_points))
     ident = _identification(trials, scores)
     results["identification_accuracy"] = None if ident is None else ident["identification_accuracy"]
     results["n_identification_tests"] = None if ident is None else ident["n_identification_tests"]
@@ -854,7 +856,7 @@ def evaluation_results(trials: Sequence[Any], scores: np.ndarray, out_dir: str |
 
 def evaluate_trials(trials: Sequence[Any], scores: np.ndarray, out_dir: str | os.PathLike,
                     title: str | None = None, extra: Mapping[str, Any] | None = None,
-                    plot: bool = True) -> dict[str, Any]:
+                    plot: bool = True, operating_points: Any = None) -> dict[str, Any]:
     """Metrics of scored trials, written to ``out_dir/results.json`` (+ ``det.png``).
 
     ``trials`` are :class:`~speakergmm.corpus.Trial` (or ``(model, test, target)`` tuples);
@@ -863,8 +865,11 @@ def evaluate_trials(trials: Sequence[Any], scores: np.ndarray, out_dir: str | os
     fractions, ``n_target``, ``n_nontarget``, minDCF/actual DCF at SRE08 and SRE10,
     ``cllr``), plus ``identification_accuracy`` (closed-set; None unless every test
     utterance was scored against every model), ``det_plot`` and whatever ``extra`` holds.
+    ``operating_points`` (names or a mapping name -> DCFOperatingPoint, the first reported
+    as ``min_dcf``) replaces the default SRE08 and SRE10.
     """
-    results = evaluation_results(trials, scores, out_dir, title=title, plot=plot)
+    results = evaluation_results(trials, scores, out_dir, title=title, plot=plot,
+                                 operating_points=operating_points)
     if extra:
         results.update(extra)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
