@@ -85,6 +85,9 @@ def test_workers_run_one_blas_thread(client):
         return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
 
     assert set(client.run(blas_threads).values()) == {1}
+    # glibc keeps the E-step's large temporaries in the heap (see speakergmm.cluster)
+    envs = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("MALLOC_MMAP_THRESHOLD_")))
+    assert set(envs.values()) == {(str(128 * 2**20), str(64 * 2**20))}
 
 
 # --------------------------------------------------------------------------- statistics

@@ -93,8 +93,8 @@ def sum_on_cluster(task: Callable[..., dict[str, np.ndarray]], shared: Sequence[
                    ) -> SufficientStats:
     """``task(*shared, item)`` for every item as Dask tasks, summed in the fixed tree.
 
-    Each object of ``shared`` (the model, a feature source) is one key of the graph: it goes
-    to each worker once, not once per task. The reduction runs on the workers, so the caller
+    Each object of ``shared`` (the model, a feature source) is sent to each worker once
+    (scattered, replicated), not once per task. The reduction runs on the workers, so the caller
     receives one set of statistics, whatever the number of shards. The result has the same
     bits as :func:`tree_sum` over the tasks' results computed anywhere else.
     """
@@ -103,7 +103,12 @@ def sum_on_cluster(task: Callable[..., dict[str, np.ndarray]], shared: Sequence[
     split_every = _check_split_every(split_every)
     if not items:
         raise ValueError("no shards to accumulate")
-    keys = [dask.delayed(obj, pure=True, traverse=False) for obj in shared]
+    if client is not None:
+        # Replicated on every worker up front: as single graph keys they would sit on one
+        # worker, and the scheduler, following the data, would run every task there.
+        keys = client.scatter(list(shared), broadcast=True, hash=False)
+    else:
+        keys = [dask.delayed(obj, pure=True, traverse=False) for obj in shared]
     run = dask.delayed(task, pure=True)
     level = [run(*keys, item) for item in items]
     add = dask.delayed(_sum_arrays, pure=True)
