@@ -59,7 +59,7 @@ def log(msg: str) -> None:
 
 def load_features(data: Path, work: Path, jobs: int):
     made = make_data_dir(data, work / "data")
-    extract_data_dir(work / "data", work / "feats", FeatureConfig(), jobs=jobs, progress=False)
+    extract_data_dir(work / "data", work / "feats", FeatureConfig(), jobs=jobs, show_progress=False)
     store = FeatureStore(work / "feats")
     fields = made.data.fields
     train: dict[str, list[np.ndarray]] = {}
@@ -82,8 +82,8 @@ def run_ours(train, test_X, test_y, args) -> dict:
         raise SystemExit("--iterations too small for the mixture-growing stages")
     rec = WordRecognizer(hmm=OurGMMHMM(n_states=args.states, n_components=args.mixtures,
                                        covariance_type="diag", grow_mixtures=args.grow,
-                                       grow_iter=args.grow_iter, n_iter=final_iter, viterbi_iter=3,
-                                       tol=-np.inf, reg_covar=args.reg_covar), n_jobs=1)
+                                       iter_per_split=args.grow_iter, n_iter=final_iter, viterbi_iter=3,
+                                       tol=-np.inf, reg_covar=args.reg_covar), jobs=1)
     # Compile the numba kernels outside the timed region (cached on disk afterwards).
     WordRecognizer(hmm=OurGMMHMM(n_states=2, n_components=1, n_iter=1)).fit(
         {"a": [x[:20] for x in test_X[:3]]}).predict(test_X[:2])

@@ -143,15 +143,15 @@ def test_empty_and_short_sequences():
 
 def test_dimension_mismatch_and_non_finite():
     model = _known_hmm()
-    with pytest.raises(ValueError, match="sequence 1: has 3 features, expected 2"):
+    with pytest.raises(ValueError, match="sequence 1 has 3 features, but the model expects 2"):
         model.score_sequences([np.zeros((5, 2)), np.zeros((5, 3))])
     with pytest.raises(ValueError, match="2-D"):
         model.score(np.zeros(5))
     bad = np.zeros((5, 2))
     bad[3, 1] = np.nan
-    with pytest.raises(ValueError, match="sequence 1: contains NaN"):
+    with pytest.raises(ValueError, match="sequence 1 contains NaN"):
         model.score_sequences([np.zeros((4, 2)), bad])
-    with pytest.raises(ValueError, match="sequence 1: has 3 features"):
+    with pytest.raises(ValueError, match="sequence 1 has 3 features"):
         GMMHMM(n_states=2).fit([np.zeros((5, 2)), np.zeros((5, 3))])
     with pytest.raises(RuntimeError, match="no parameters"):
         GMMHMM().score(np.zeros((5, 2)))

@@ -6,7 +6,7 @@ marking where each sequence starts (``offsets[0] == 0``, ``offsets[-1] == N``). 
 are independent, but the kernels run them one after the other: each is short (tens of
 frames), and on the 2-core machines this project targets numba's thread pool made the
 batch 3x *slower* (measured in docs/hmm.md); parallelism belongs one level up, across
-word models in worker processes (``WordRecognizer(n_jobs=...)``).
+word models in worker processes (``WordRecognizer(jobs=...)``).
 
 Transitions are passed as sparse lists of *allowed* edges (log-probabilities > -inf), in
 two CSR layouts built by :func:`edge_lists`: the predecessors of each state (for the
