@@ -234,7 +234,7 @@ def test_interrupted_run_resumes(small_dir, tmp_path, monkeypatch):
     calls = []
 
     def interrupted(task):
-        calls.append(len(task[2]))
+        calls.append(len(task.shard))
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(task)

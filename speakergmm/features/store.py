@@ -195,7 +195,17 @@ class BatchReport:
 
 
 # ---------------------------------------------------------------------- workers
-def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple]]) -> list[tuple]:
+@dataclass(frozen=True)
+class ExtractionChunk:
+    """A chunk of utterances to extract into one shard file: what a worker receives."""
+
+    config: dict  # FeatureConfig.to_dict()
+    feats_dir: str
+    shard: str  # the shard's file name in feats_dir
+    items: list  # (utt, location, start, end, origin) per utterance
+
+
+def _extract_chunk(task: ExtractionChunk) -> list[tuple]:
     """Extract a chunk of utterances into one shard file (runs in a worker).
 
     Items are ``(utt, location, start, end, origin)``: a plain file without a segment goes
@@ -204,8 +214,8 @@ def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple]]) -> list[t
     Returns small tuples only, one per utterance: ``(utt, first_row, n_frames, seconds, None)``
     or ``(utt, None, None, 0.0, reason)``.
     """
-    config_dict, feats_dir, shard, items = task
-    extractor = get_extractor(FeatureConfig.from_dict(config_dict))
+    feats_dir, shard, items = task.feats_dir, task.shard, task.items
+    extractor = get_extractor(FeatureConfig.from_dict(task.config))
     results: list[tuple] = []
     arrays: list[np.ndarray] = []
     row = 0
@@ -628,8 +638,8 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
         by_utt = {item[0]: item for item in todo}
         config_dict = config.to_dict()
         run_id = uuid.uuid4().hex[:12]  # new shards never overwrite ones still in use
-        tasks = [(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy",
-                  [item[:5] for item in chunk]) for i, chunk in enumerate(chunks)]
+        tasks = [ExtractionChunk(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy",
+                                 [item[:5] for item in chunk]) for i, chunk in enumerate(chunks)]
         with open(out / _JOURNAL, "a", encoding="utf-8") as journal:
             pending: dict[str, dict[str, Any]] = {}
             results = _run_tasks(tasks, pool if len(tasks) > 1 else None)
@@ -677,7 +687,7 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
     return report
 
 
-def _run_tasks(tasks: list, pool: Any) -> Iterator[tuple[str, tuple, bool]]:
+def _run_tasks(tasks: list[ExtractionChunk], pool: Any) -> Iterator[tuple[str, tuple, bool]]:
     """``(shard, per-utterance result, last of its shard?)`` of all tasks, in-process
     (``pool=None``) or from the pool's pinned workers (chunks arrive in completion order)."""
     def per_utterance(shard: str, results: list[tuple]) -> Iterator[tuple[str, tuple, bool]]:
@@ -686,9 +696,9 @@ def _run_tasks(tasks: list, pool: Any) -> Iterator[tuple[str, tuple, bool]]:
 
     if pool is None:
         for task in tasks:
-            yield from per_utterance(task[2], _extract_chunk(task))
+            yield from per_utterance(task.shard, _extract_chunk(task))
         return
-    futures = {pool.submit(_extract_chunk, task): task[2] for task in tasks}
+    futures = {pool.submit(_extract_chunk, task): task.shard for task in tasks}
     try:
         for future in as_completed(futures):
             yield from per_utterance(futures[future], future.result())
