@@ -480,8 +480,10 @@ class GMMHMM(ParamsMixin):
         emit = self.log_emissions(X)
         e = self._edges
         if viterbi:
-            return K.viterbi(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)[1]
-        return K.forward_loglik(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)
+            return K.viterbi(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp,
+                             emit, offsets)[1]
+        return K.forward_loglik(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp,
+                                emit, offsets)
 
     def score(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None) -> float:
         """Total log-likelihood of the sequences (forward algorithm), as hmmlearn's ``score``.
@@ -645,7 +647,7 @@ class GMMHMM(ParamsMixin):
         final[-1] = self._log_final[seq[-1]]
         emit = np.ascontiguousarray(self.log_emissions(X_)[:, seq])
         e = K.edge_lists(_log(chain))
-        path, score = K.viterbi(start, final, e[0], e[1], e[2], emit, offsets)
+        path, score = K.viterbi(start, final, e.pred_ptr, e.pred_src, e.pred_logp, emit, offsets)
         if score[0] == -np.inf:
             raise NoPathError(f"a sequence of {X_.shape[0]} frames cannot be aligned to "
                               f"{n_pos} states (each needs at least one frame)")
@@ -800,13 +802,13 @@ class GMMHMM(ParamsMixin):
         if emit is None:
             emit = self.log_emissions(X)
         e = self._edges
-        return K.forward_backward(self._log_start, self._log_final, e[0], e[1], e[2],
-                                  e[4], e[5], e[6], emit, offsets)
+        return K.forward_backward(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp,
+                                  e.succ_ptr, e.succ_dst, e.succ_logp, emit, offsets)
 
     def _viterbi(self, X: np.ndarray, offsets: np.ndarray):
         emit = self.log_emissions(X)
         e = self._edges
-        return K.viterbi(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)
+        return K.viterbi(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp, emit, offsets)
 
     def _baum_welch_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
         """One E-step and M-step; returns the total log-likelihood under the old parameters."""
@@ -831,8 +833,7 @@ class GMMHMM(ParamsMixin):
         n_states = len(self.states_)
         start_counts = gamma[offsets[:-1]].sum(axis=0)
         trans_counts = np.zeros((n_states, n_states))
-        src = np.repeat(np.arange(n_states), np.diff(self._edges[4]))
-        trans_counts[src, self._edges[5]] = xi.sum(axis=0)
+        trans_counts[self._edges.succ_src, self._edges.succ_dst] = xi.sum(axis=0)
         if joint is not None:
             all_stats = self._stacked_statistics(X, joint, emit, gamma)
         else:
