@@ -45,7 +45,7 @@ from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
 from speakergmm.mixture.distributed import sum_on_cluster, tree_sum
 from speakergmm.utils import effective_jobs, progress, worker_pool
 from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
-                                              check_cluster_source, iter_buffered)
+                                              check_cluster_source, check_utterance, iter_buffered)
 
 __all__ = [
     "CheckpointMismatch",
@@ -536,9 +536,7 @@ def _first_frames_summary(src: FeatureSource, utterances: Sequence[str]) -> tupl
     """The feature dimension, and the mean of the first utterance with frames (the point
     the global statistics are centred on, so that they lose nothing far from the origin)."""
     for utt in utterances:
-        X = src.load(utt)
-        if X.ndim != 2:
-            raise VerificationError(f"utterance {utt!r}: features must be 2-D, got shape {X.shape}")
+        X = check_utterance(src.load(utt), utt, None)
         if X.shape[0]:
             return int(X.shape[1]), np.asarray(X, dtype=np.float64).mean(axis=0)
     raise VerificationError("the UBM training utterances hold no frames")
