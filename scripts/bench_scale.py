@@ -92,7 +92,7 @@ def main() -> None:
 
     from speakergmm.cluster import open_cluster
     from speakergmm.verification.sources import as_source
-    from speakergmm.verification.ubm import _Accumulator, _pass_shard  # noqa: F401
+    from speakergmm.verification.ubm import CorpusAccumulator
 
     gmm = _ubm(args.components, args.dim)
     with tempfile.TemporaryDirectory(prefix="speakergmm-bench-scale-") as tmp:
@@ -103,7 +103,7 @@ def main() -> None:
 
         def accumulator(utts, pack_dir, client=None):
             src = as_source(utts)
-            return _Accumulator(src, src.ids(), 1, "float32", 8192, tmp / pack_dir,
+            return CorpusAccumulator(src, src.ids(), 1, "float32", 8192, tmp / pack_dir,
                                 src.fingerprint(src.ids()), client=client)
 
         _log(f"corpus: {args.utterances} utterances, {n_frames} frames x {args.dim}; "
