@@ -654,13 +654,16 @@ class GMMHMM(ParamsMixin):
         return float(score[0]), seq[path]
 
     # ================================================================== sampling
-    def sample(self, n_samples: int = 1, random_state: int | np.random.Generator | None = None,
+    def sample(self, n_samples: int = 1,
+               random_state: int | np.random.Generator | np.random.RandomState | None = None,
                currstate: int | None = None, max_tries: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """Draw one sequence of ``n_samples`` frames and its state path (hmmlearn's ``sample``).
 
         ``currstate`` fixes the state of the first frame (to continue a sequence drawn
         before). Paths that do not end in a final state are rejected and redrawn (at most
         ``max_tries`` times), so the sample follows the model conditioned on the length.
+        ``random_state``: None, an int, a numpy Generator or a RandomState
+        (:func:`speakergmm.mixture.init.check_random_state`).
         """
         self._check_fitted()
         n_frames = n_samples

@@ -101,8 +101,8 @@ class DensityAnomalyDetector(ParamsMixin):
         ``estimator`` is already fitted: :meth:`fit` only sets the threshold, from the
         scores of ``X`` (or of ``X_calibration``). Since the density was not fitted on that
         data, ``contamination`` and ``false_alarm_rate`` then mean the same thing.
-    random_state : int, Generator or None
-        Seeds the calibration split.
+    random_state : int, Generator, RandomState or None
+        Seeds the calibration split (through ``mixture.init.check_random_state``).
 
     Attributes
     ----------
