@@ -128,3 +128,13 @@ def test_random_state_accepts_every_convention():
     for seed in (0, np.random.default_rng(0), np.random.RandomState(0)):
         detector = DensityAnomalyDetector(GaussianMixture(1, random_state=0), random_state=seed).fit(X)
         assert np.isfinite(detector.threshold_)
+
+
+def test_hmm_train_grow_iterations_flag_is_iter_per_split():
+    from speakergmm.cli import build_parser
+
+    parser = build_parser()
+    base = ["hmm", "train", "--data", "d", "--out", "m"]
+    assert parser.parse_args(base + ["--grow-iterations", "3"]).iter_per_split == 3
+    assert parser.parse_args(base + ["--iter-per-split", "2"]).iter_per_split == 2
+    assert parser.parse_args(base).iter_per_split == 4

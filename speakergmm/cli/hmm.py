@@ -81,8 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "speakers on FSDD, docs/hmm.md)")
     g.add_argument("--iterations", type=_positive_int, default=8,
                    help="Baum-Welch iterations at the final mixture size (default: 8)")
-    g.add_argument("--grow-iterations", type=_positive_int, default=4,
-                   help="Baum-Welch iterations at each mixture size while splitting (default: 4)")
+    g.add_argument("--iter-per-split", "--grow-iterations", dest="iter_per_split", type=_positive_int,
+                   default=4, help="Baum-Welch iterations at each mixture size while splitting (default: 4; "
+                                   "--grow-iterations is its former name)")
     g.add_argument("--no-grow", dest="grow", action="store_false",
                    help="fit the full mixtures at initialisation instead of mixing up by splitting")
     g.add_argument("--skips", type=int, default=0, help="states a transition may skip (default: 0)")
@@ -317,7 +318,7 @@ def _train(args: argparse.Namespace) -> int:
     if not train:
         raise _Failure(f"--data {args.data}: no utterance has both features and a one-word transcription")
     hmm = GMMHMM(n_states=args.states, n_components=args.mixtures, covariance_type=args.covariance_type,
-                 n_skips=args.skips, grow_mixtures=args.grow, iter_per_split=args.grow_iterations,
+                 n_skips=args.skips, grow_mixtures=args.grow, iter_per_split=args.iter_per_split,
                  n_iter=args.iterations, reg_covar=args.reg_covar)
     # A word model needs sequences at least as long as its shortest path; drop shorter ones.
     min_frames = Topology.left_to_right(args.states, args.skips).min_frames
