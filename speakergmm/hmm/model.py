@@ -90,18 +90,25 @@ def check_sequences(sequences: np.ndarray | Sequence[np.ndarray], n_features: in
         raise ValueError(f"no {what}s given")
     lengths = np.empty(len(arrays), dtype=np.int64)
     for n, seq in enumerate(arrays):
-        arr = np.asarray(seq)
-        # The sequence's own rules (2-D always, at least one frame), then the package's
-        # per-array rules (numbers, feature count, finite values): check_frames, whose
-        # messages name the sequence.
+        arrays[n] = arr = np.asarray(seq)
+        # A sequence's own rules: 2-D always, at least one frame.
         if arr.ndim != 2:
             raise ValueError(f"{what} {n}: must be a 2-D (frames, features) array, got shape {arr.shape}")
         if arr.shape[0] == 0:
             raise ValueError(f"{what} {n}: empty (0 frames)")
-        arrays[n] = arr = check_frames(arr, f"{what} {n}", n_features)
-        n_features = arr.shape[1]
+        if n_features is None:
+            n_features = arr.shape[1]
+        if arr.shape[1] != n_features:
+            check_frames(arr, f"{what} {n}", n_features)  # raises, naming the sequence
         lengths[n] = arr.shape[0]
-    X = np.concatenate(arrays, axis=0)
+    # The package's per-array rules (real numbers, features, finite values) are check_frames',
+    # run once on all frames; when they fail, once per sequence to name the one at fault.
+    try:
+        X = check_frames(np.concatenate(arrays, axis=0), f"{what}s", n_features)
+    except (TypeError, ValueError):
+        for n, arr in enumerate(arrays):
+            check_frames(arr, f"{what} {n}", n_features)
+        raise
     offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return X, offsets
