@@ -38,8 +38,8 @@ from threadpoolctl import threadpool_limits
 from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture import (GMM, GaussianMixture, ParamsMixin, SufficientStats, check_frames, map_update, ml_update,
-                                stats_from_responsibilities)
+from speakergmm.mixture import (GMM, GaussianMixture, ParamsMixin, SufficientStats, check_frames, map_update,
+                                ml_update, stats_from_responsibilities)
 from speakergmm.mixture.em import EMHooks, iterate, split_components
 from speakergmm.mixture.init import check_random_state
 

@@ -21,7 +21,6 @@ from threadpoolctl import threadpool_limits
 from speakergmm.hmm.model import FORMAT as HMM_FORMAT
 from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, GaussianHMM, NoPathError, _renamed_params, check_sequences
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
-
 from speakergmm.mixture import ParamsMixin, clone
 from speakergmm.utils import effective_jobs, parallel_map
 

@@ -46,7 +46,8 @@ __all__ = [
     "BayesianGaussianMixture", "COVARIANCE_TYPES", "ConvergenceWarning", "CovarianceError",
     "DensityAnomalyDetector", "EMHooks", "EMResult", "IterationInfo", "SplitState", "EmptyComponentWarning", "GMM", "GaussianMixture",
     "MixtureEstimator", "NotFittedError", "ParamsMixin", "SelectionResult", "SufficientStats", "accumulate",
-    "binary_split_fit", "check_frames", "clone", "fit_best", "iter_chunks", "iterate", "map_update", "ml_update", "n_parameters", "not_fitted_error",
+    "binary_split_fit", "check_frames", "clone", "fit_best", "iter_chunks", "iterate", "map_update", "ml_update",
+    "n_parameters", "not_fitted_error",
     "run_em", "select_mixture", "split_components", "split_fit", "stats_from_responsibilities",
     "threshold_for_false_alarm_rate", "trivial_gmm",
 ]
