@@ -13,6 +13,7 @@ import copy
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -45,8 +46,17 @@ def unfitted_copy(hmm: GMMHMM, **overrides: Any) -> GMMHMM:
     return clone(hmm, **overrides)
 
 
-def _fit_word(job: tuple[str, GMMHMM, list[np.ndarray]]) -> tuple[str, GMMHMM]:
-    word, model, sequences = job
+@dataclass(frozen=True)
+class WordTraining:
+    """One word model to train: what a worker process receives."""
+
+    word: str
+    model: GMMHMM  # unfitted: a clone of the word-model template
+    sequences: list  # the word's training sequences, (T, D) arrays
+
+
+def _fit_word(task: WordTraining) -> tuple[str, GMMHMM]:
+    word, model, sequences = task.word, task.model, task.sequences
     try:
         return word, model.fit(sequences)
     except NoPathError as exc:
@@ -134,7 +144,7 @@ class WordRecognizer(ParamsMixin):
         overrides = {}
         if self.variance_floor_ratio is not None:
             overrides["variance_floor"] = self.variance_floor_ratio * _global_variance(data)
-        tasks = [(str(w), clone(template, **overrides), list(data[w])) for w in data]
+        tasks = [WordTraining(str(w), clone(template, **overrides), list(data[w])) for w in data]
         self.models_ = dict(parallel_map(_fit_word, tasks, jobs=min(effective_jobs(self.jobs), len(tasks)),
                                          desc="training word HMMs"))
         self.words_ = words
