@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                     out = work / f"feats_j{jobs}"
                     shutil.rmtree(out, ignore_errors=True)
                     start, cpu_start = time.perf_counter(), _cpu_seconds()
-                    report = extract_data_dir(work / "data", out, config, jobs=jobs, progress=False)
+                    report = extract_data_dir(work / "data", out, config, jobs=jobs, show_progress=False)
                     timings[f"ours_jobs{jobs}"].append(time.perf_counter() - start)
                     cpu[f"ours_jobs{jobs}"].append(_cpu_seconds() - cpu_start)
                     if report.skipped:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     audio_seconds, n_frames = report.audio_seconds, report.n_frames
             start = time.perf_counter()
             report = extract_data_dir(work / "data", work / f"feats_j{args.jobs[0]}", config,
-                                      jobs=args.jobs[0], progress=False)
+                                      jobs=args.jobs[0], show_progress=False)
             timings["ours_cached"].append(time.perf_counter() - start)
             assert report.n_reused == report.n_ok
             print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in timings.items()),

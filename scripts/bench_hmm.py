@@ -59,7 +59,7 @@ def log(msg: str) -> None:
 
 def load_features(data: Path, work: Path, jobs: int):
     made = make_data_dir(data, work / "data")
-    extract_data_dir(work / "data", work / "feats", FeatureConfig(), jobs=jobs, progress=False)
+    extract_data_dir(work / "data", work / "feats", FeatureConfig(), jobs=jobs, show_progress=False)
     store = FeatureStore(work / "feats")
     fields = made.data.fields
     train: dict[str, list[np.ndarray]] = {}
@@ -77,13 +77,13 @@ def load_features(data: Path, work: Path, jobs: int):
 
 def run_ours(train, test_X, test_y, args) -> dict:
     n_splits = int(np.ceil(np.log2(args.mixtures))) if args.grow else 0
-    final_iter = args.iterations - n_splits * args.grow_iter
+    final_iter = args.iterations - n_splits * args.iter_per_split
     if final_iter < 1:
         raise SystemExit("--iterations too small for the mixture-growing stages")
     rec = WordRecognizer(hmm=OurGMMHMM(n_states=args.states, n_components=args.mixtures,
                                        covariance_type="diag", grow_mixtures=args.grow,
-                                       grow_iter=args.grow_iter, n_iter=final_iter, viterbi_iter=3,
-                                       tol=-np.inf, reg_covar=args.reg_covar), n_jobs=1)
+                                       iter_per_split=args.iter_per_split, n_iter=final_iter, viterbi_iter=3,
+                                       tol=-np.inf, reg_covar=args.reg_covar), jobs=1)
     # Compile the numba kernels outside the timed region (cached on disk afterwards).
     WordRecognizer(hmm=OurGMMHMM(n_states=2, n_components=1, n_iter=1)).fit(
         {"a": [x[:20] for x in test_X[:3]]}).predict(test_X[:2])
@@ -149,7 +149,7 @@ def main() -> int:
                         help="Baum-Welch iterations in total (both libraries)")
     parser.add_argument("--grow", action=argparse.BooleanOptionalAction, default=True,
                         help="speakergmm grows its mixtures by splitting (default on)")
-    parser.add_argument("--grow-iter", type=int, default=4)
+    parser.add_argument("--iter-per-split", "--grow-iter", dest="iter_per_split", type=int, default=4)
     parser.add_argument("--reg-covar", type=float, default=1e-3)
     parser.add_argument("--hmmlearn-covars-weight", type=float, default=0.01,
                         help="hmmlearn GMMHMM covars_weight: adds 2x this to every component's "

@@ -127,7 +127,7 @@ def main() -> None:
 
     from speakergmm.cluster import open_cluster
     from speakergmm.verification.sources import as_source
-    from speakergmm.verification.ubm import _Accumulator, _pass_shard  # noqa: F401
+    from speakergmm.verification.ubm import CorpusAccumulator
 
     gmm = _ubm(args.components, args.dim)
     with tempfile.TemporaryDirectory(prefix="speakergmm-bench-scale-") as tmp:
@@ -138,9 +138,9 @@ def main() -> None:
 
         def accumulator(utts, pack_dir, client=None):
             src = as_source(utts)
-            return _Accumulator(src, src.ids(), 1, "float32", 8192, tmp / pack_dir,
-                                src.fingerprint(src.ids()), client=client,
-                                shard_utterances=args.shard_utterances)
+            return CorpusAccumulator(src, src.ids(), 1, "float32", 8192, tmp / pack_dir,
+                                     src.fingerprint(src.ids()), client=client,
+                                     shard_utterances=args.shard_utterances)
 
         _log(f"corpus: {args.utterances} utterances, {n_frames} frames x {args.dim}; "
              f"UBM {args.components} diagonal Gaussians; load average {os.getloadavg()[0]:.2f}")
@@ -151,8 +151,8 @@ def main() -> None:
         acc1.close()
         _log(f"one process: {t_one:.3f} s per pass ({n_frames / t_one / 1e6:.2f} M frames/s)")
         src = as_source(small)
-        pool = _Accumulator(src, src.ids(), args.workers, "float32", 8192, tmp / "pool",
-                            src.fingerprint(src.ids()), shard_utterances=args.shard_utterances)
+        pool = CorpusAccumulator(src, src.ids(), args.workers, "float32", 8192, tmp / "pool",
+                                 src.fingerprint(src.ids()), shard_utterances=args.shard_utterances)
         t_pool, _ = _time_passes(pool, gmm, args.repeats)
         pool.close()
         _log(f"local pool of {args.workers}: {t_pool:.3f} s per pass")

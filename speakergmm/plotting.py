@@ -25,6 +25,8 @@ __all__ = [
     "plot_score_histograms",
     "plot_mixture_2d",
     "plot_confusion_matrix",
+    "new_figure",
+    "save_figure",
 ]
 
 #: Tick positions (probabilities) of DET plot axes.
@@ -34,7 +36,7 @@ _FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 _DCF_MARKERS = ("s", "D", "^", "v", "P", "X")
 
 
-def _new_figure(figsize: tuple[float, float]):
+def new_figure(figsize: tuple[float, float]):
     """A Figure on the Agg canvas, or an ImportError saying how to get matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -49,7 +51,8 @@ def _new_figure(figsize: tuple[float, float]):
     return fig
 
 
-def _save(fig: Any, path: str | os.PathLike, dpi: int) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` (``.png``, ``.pdf`` or ``.svg``, by its suffix) atomically."""
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -141,7 +144,7 @@ def plot_det(
     if not 0.0 < low < high < 1.0:
         raise ValueError(f"limits must satisfy 0 < low < high < 1, got {limits}")
 
-    fig = _new_figure(figsize)
+    fig = new_figure(figsize)
     ax = fig.add_subplot()
     lo, hi = _probit(np.array([low, high]))
     ax.plot([lo, hi], [lo, hi], color="0.75", linestyle=":", linewidth=1.0, zorder=1)
@@ -174,7 +177,7 @@ def plot_det(
     if title:
         ax.set_title(title)
     ax.legend(loc="lower left", fontsize="small", framealpha=0.9)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def _unknown_point(name: str):
@@ -202,7 +205,7 @@ def plot_score_histograms(
     tar = np.asarray(target_scores, dtype=np.float64)
     non = np.asarray(nontarget_scores, dtype=np.float64)
     edges = np.histogram_bin_edges(np.concatenate([tar, non]), bins=bins)
-    fig = _new_figure(figsize)
+    fig = new_figure(figsize)
     ax = fig.add_subplot()
     ax.hist(non, bins=edges, density=True, alpha=0.55, color="C3",
             label=f"non-target (n={non.size})")
@@ -220,7 +223,7 @@ def plot_score_histograms(
     if title:
         ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def _covariances_2d(covariances: ArrayLike, covariance_type: str, n_components: int,
@@ -285,7 +288,7 @@ def plot_mixture_2d(
     n_std : sequence of float
         Draw an ellipse at each of these Mahalanobis radii.
     """
-    fig = _new_figure(figsize)  # first: a clear ImportError when matplotlib is missing
+    fig = new_figure(figsize)  # first: a clear ImportError when matplotlib is missing
     from matplotlib.patches import Ellipse
     means = np.asarray(means, dtype=np.float64)
     if means.ndim != 2 or means.shape[1] < 2:
@@ -327,7 +330,7 @@ def plot_mixture_2d(
         ax.set_title(title)
     if n_components <= 12:
         ax.legend(fontsize="small")
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_confusion_matrix(
@@ -356,7 +359,7 @@ def plot_confusion_matrix(
         raise ValueError(f"labels has {len(labels)} names for a {n}x{n} matrix")
     shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12) if normalize else counts
     size = figsize or (2.0 + 0.45 * n, 1.5 + 0.45 * n)
-    fig = _new_figure(size)
+    fig = new_figure(size)
     ax = fig.add_subplot()
     image = ax.imshow(shown, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, shrink=0.8)
@@ -376,4 +379,4 @@ def plot_confusion_matrix(
         title = f"{title}\n{summary}" if title else summary
     if title:
         ax.set_title(title)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)

@@ -10,10 +10,12 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-__all__ = ["progress", "worker_pool", "WorkerPool", "pin_threads", "effective_jobs", "parallel_map"]
+__all__ = ["progress", "worker_pool", "WorkerPool", "pin_threads", "effective_jobs", "parallel_map",
+           "renamed_argument"]
 
 T = TypeVar("T")
 
@@ -33,6 +35,20 @@ def progress(iterable: Iterable[T], desc: str = "", total: int | None = None,
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, file=sys.stderr)
+
+
+def renamed_argument(value: Any, former_value: Any, *, former: str, name: str, owner: str,
+                     category: type[Warning] = DeprecationWarning, stacklevel: int = 3) -> Any:
+    """The value of an argument that has been renamed (the glossary in docs/architecture.md).
+
+    ``former_value`` is what the caller gave under the former name ``former`` (None: not
+    given); when given it wins, with a warning (``category``) naming ``owner`` and the
+    current name, so that old calls keep working while they are updated.
+    """
+    if former_value is None:
+        return value
+    warnings.warn(f"{owner}({former}=...) is deprecated: use {name}", category, stacklevel=stacklevel)
+    return former_value
 
 
 def effective_jobs(jobs: int | None) -> int:

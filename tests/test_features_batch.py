@@ -81,7 +81,7 @@ def _check_mixed_result(out: Path, fsdd: Path, config: FeatureConfig) -> None:
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_api_skips_every_bad_file_and_writes_the_good_ones(mixed_dir, fsdd, tmp_path, jobs):
     config = FeatureConfig()
-    report = extract_data_dir(mixed_dir, tmp_path / "feats", config, jobs=jobs, progress=False)
+    report = extract_data_dir(mixed_dir, tmp_path / "feats", config, jobs=jobs, show_progress=False)
     assert report.n_extracted == len(GOOD_FILES) and report.n_reused == 0
     assert len(report.skipped) == len(BAD) and report.exit_status == EXIT_SKIPPED == 3
     assert not report.ok
@@ -234,7 +234,7 @@ def test_interrupted_run_resumes(small_dir, tmp_path, monkeypatch):
     calls = []
 
     def interrupted(task):
-        calls.append(len(task[2]))
+        calls.append(len(task.shard))
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(task)
@@ -377,7 +377,7 @@ def test_all_of_fsdd_with_two_jobs(fsdd, tmp_path):
     """All 3000 recordings: 1.5 s with two jobs on the idle 2-core machine (10 s while two
     other test runs kept both cores busy)."""
     make_data_dir(fsdd, tmp_path / "data")
-    report = extract_data_dir(tmp_path / "data", tmp_path / "feats", jobs=2, progress=False)
+    report = extract_data_dir(tmp_path / "data", tmp_path / "feats", jobs=2, show_progress=False)
     assert report.ok and report.n_ok == 3000
     assert report.audio_seconds == pytest.approx(1312.3, abs=0.5)
     store = FeatureStore(tmp_path / "feats")

@@ -46,7 +46,7 @@ def test_train_decode_align_on_fsdd(fsdd, tmp_path, capsys):
     test = _data_dir(tmp_path / "data" / "test", fsdd, range(0, 3))
     model = tmp_path / "exp" / "digits.model"
     status = main(["hmm", "train", "--data", str(train), "--out", str(model), "--states", "5",
-                   "--mixtures", "4", "--iterations", "4", "--grow-iterations", "2", "-q",
+                   "--mixtures", "4", "--iterations", "4", "--iter-per-split", "2", "-q",
                    "--silence-out", str(tmp_path / "exp" / "silence.hmm")])
     assert status == 0 and model.is_file() and (tmp_path / "exp" / "silence.hmm").is_file()
 

@@ -227,7 +227,7 @@ def test_estimator_protocol_clone_and_params():
         model.set_params(n_mix=3)
     assert "n_iter=7" in repr(model)
     assert set(GaussianHMM().get_params()) == set(GMMHMM().get_params()) - {
-        "n_components", "mixture_init", "grow_mixtures", "grow_iter"}
+        "n_components", "mixture_init", "grow_mixtures", "iter_per_split", "grow_iter"}
 
 
 from hypothesis import given, settings  # noqa: E402

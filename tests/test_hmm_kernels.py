@@ -40,14 +40,14 @@ def _run_kernels(start, trans, final, emit, lengths):
         log_start, log_trans = np.log(start), np.log(trans)
     log_final = np.where(final, 0.0, -np.inf)
     e = K.edge_lists(log_trans)
-    gamma, xi, ll = K.forward_backward(log_start, log_final, e[0], e[1], e[2], e[4], e[5], e[6],
+    gamma, xi, ll = K.forward_backward(log_start, log_final, e.pred_ptr, e.pred_src, e.pred_logp,
+                                       e.succ_ptr, e.succ_dst, e.succ_logp,
                                        emit, offsets)
-    ll_fwd = K.forward_loglik(log_start, log_final, e[0], e[1], e[2], emit, offsets)
-    path, score = K.viterbi(log_start, log_final, e[0], e[1], e[2], emit, offsets)
+    ll_fwd = K.forward_loglik(log_start, log_final, e.pred_ptr, e.pred_src, e.pred_logp, emit, offsets)
+    path, score = K.viterbi(log_start, log_final, e.pred_ptr, e.pred_src, e.pred_logp, emit, offsets)
     n_states = start.size
     xi_full = np.zeros((len(lengths), n_states, n_states))
-    src = np.repeat(np.arange(n_states), np.diff(e[4]))
-    xi_full[:, src, e[5]] = xi
+    xi_full[:, e.succ_src, e.succ_dst] = xi
     return offsets, gamma, xi_full, ll, ll_fwd, path, score
 
 

@@ -143,15 +143,15 @@ def test_empty_and_short_sequences():
 
 def test_dimension_mismatch_and_non_finite():
     model = _known_hmm()
-    with pytest.raises(ValueError, match="sequence 1: has 3 features, expected 2"):
+    with pytest.raises(ValueError, match="sequence 1 has 3 features, but the model expects 2"):
         model.score_sequences([np.zeros((5, 2)), np.zeros((5, 3))])
     with pytest.raises(ValueError, match="2-D"):
         model.score(np.zeros(5))
     bad = np.zeros((5, 2))
     bad[3, 1] = np.nan
-    with pytest.raises(ValueError, match="sequence 1: contains NaN"):
+    with pytest.raises(ValueError, match="sequence 1 contains NaN"):
         model.score_sequences([np.zeros((4, 2)), bad])
-    with pytest.raises(ValueError, match="sequence 1: has 3 features"):
+    with pytest.raises(ValueError, match="sequence 1 has 3 features"):
         GMMHMM(n_states=2).fit([np.zeros((5, 2)), np.zeros((5, 3))])
     with pytest.raises(RuntimeError, match="no parameters"):
         GMMHMM().score(np.zeros((5, 2)))
@@ -269,3 +269,18 @@ def test_batched_statistics_equal_per_state_e_steps(sampled, cov):
         np.testing.assert_allclose(a.second, b.second, rtol=1e-9, atol=1e-9)
         assert a.n_frames == pytest.approx(b.n_frames)
         assert a.log_likelihood == pytest.approx(b.log_likelihood)
+
+
+def test_check_sequences_applies_check_frames_rules_naming_the_sequence():
+    """The per-array rules are the core validator's; the error names the sequence at fault."""
+    from speakergmm.hmm import check_sequences
+
+    good = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="sequence 1 must hold real numbers"):
+        check_sequences([good, np.zeros((3, 2), dtype=complex)])
+    with pytest.raises(ValueError, match=r"sequence 2 contains NaN or infinity \(first at row 1, column 0\)"):
+        check_sequences([good, good, np.array([[0.0, 0.0], [np.inf, 0.0]])])
+    with pytest.raises(ValueError, match="sequence 0 has 0 feature"):
+        check_sequences([np.zeros((3, 0))])
+    X, offsets = check_sequences([good.astype(np.float32), np.ones((2, 2), dtype=int)])
+    assert X.dtype == np.float64 and X.flags.c_contiguous and offsets.tolist() == [0, 4, 6]

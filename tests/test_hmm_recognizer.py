@@ -92,7 +92,7 @@ def test_bad_input(corpus, recognizer):
         recognizer.score(X[:2], ["alpha", "delta"])
     with pytest.raises(ValueError, match="unknown word"):
         recognizer.align(X[0], "delta")
-    with pytest.raises(ValueError, match="sequence 1: has 2 features, expected 3"):
+    with pytest.raises(ValueError, match="sequence 1 has 2 features, but the model expects 3"):
         recognizer.predict([X[0], np.zeros((10, 2))])
     with pytest.raises(ValueError, match="sequence 0: empty"):
         recognizer.predict([np.zeros((0, 3))], unexplained="raise")
@@ -100,7 +100,7 @@ def test_bad_input(corpus, recognizer):
         recognizer.predict([X[0], X[0][:2]], unexplained="raise")  # 2 frames < 3 states
     with pytest.raises(ValueError, match="word 'bravo': no training sequences"):
         WordRecognizer(hmm=_hmm(n_states=3)).fit(dict(train, bravo=[]))
-    with pytest.raises(ValueError, match="word 'charlie': sequence 0: has 4 features"):
+    with pytest.raises(ValueError, match="word 'charlie': sequence 0 has 4 features"):
         WordRecognizer(hmm=_hmm(n_states=3)).fit(dict(train, charlie=[np.zeros((10, 4))]))
     with pytest.raises(ValueError, match="no words"):
         WordRecognizer().fit({})
@@ -110,7 +110,7 @@ def test_bad_input(corpus, recognizer):
 
 def test_parallel_training_gives_the_same_models(corpus, recognizer):
     train, X, _ = corpus
-    parallel = WordRecognizer(hmm=_hmm(n_states=3, n_components=1, n_iter=5), n_jobs=2).fit(train)
+    parallel = WordRecognizer(hmm=_hmm(n_states=3, n_components=1, n_iter=5), jobs=2).fit(train)
     np.testing.assert_allclose(parallel.log_likelihoods(X), recognizer.log_likelihoods(X))
 
 
@@ -220,7 +220,7 @@ def test_fsdd_subset_end_to_end(fsdd, tmp_path):
         else:
             train[digit].append(X)
     assert len(test_X) == 150 and all(len(v) == 90 for v in train.values())
-    rec = WordRecognizer(hmm=_hmm(n_states=5, n_components=2, grow_mixtures=True, grow_iter=3,
+    rec = WordRecognizer(hmm=_hmm(n_states=5, n_components=2, grow_mixtures=True, iter_per_split=3,
                                   n_iter=4)).fit(train)
     accuracy = rec.score(test_X, test_y)
     assert accuracy >= 0.96

@@ -267,7 +267,7 @@ def test_bad_data(data, message):
 
 
 def test_progress_bar_on_request(X, capsys):
-    select_mixture(X, [1, 2], "diag", random_state=0, progress=True)
+    select_mixture(X, [1, 2], "diag", random_state=0, show_progress=True)
     assert "mixture sweep (bic)" in capsys.readouterr().err
-    select_mixture(X, [1, 2], "diag", random_state=0, progress=False)
+    select_mixture(X, [1, 2], "diag", random_state=0, show_progress=False)
     assert "mixture sweep" not in capsys.readouterr().err

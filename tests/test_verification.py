@@ -163,7 +163,7 @@ def test_ubm_bad_utterance_is_named():
     utts[3][2, 1] = np.nan
     with pytest.raises(VerificationError, match="utterance '3'.*NaN"):
         train_ubm(utts, 2, iter_per_split=1, final_iter=1)
-    with pytest.raises(VerificationError, match="'1'.*3-dimensional"):
+    with pytest.raises(VerificationError, match="'1' has 3 features, but the model expects 4"):
         train_ubm([np.ones((5, 4)), np.ones((5, 3))], 2)
 
 
@@ -423,3 +423,17 @@ def test_relative_variance_floor_has_one_name_and_the_old_one_still_works(tmp_pa
     assert np.all(by_config.gmm.covariances >= by_config.variance_floor * (1 - 1e-12))
     with pytest.raises(TypeError, match="not both"):
         train_ubm(utts, config=config, final_iter=3)
+
+
+def test_check_utterance_applies_check_frames_rules_naming_the_utterance():
+    from speakergmm.verification.sources import check_utterance
+
+    with pytest.raises(VerificationError, match="utterance 'u1' must hold real numbers"):
+        check_utterance(np.zeros((3, 2), dtype=complex), "u1", 2)
+    with pytest.raises(VerificationError, match="utterance 'u2' has 3 features, but the model expects 2"):
+        check_utterance(np.zeros((3, 3)), "u2", 2)
+    with pytest.raises(VerificationError, match="utterance 'u3': features must be 2-D"):
+        check_utterance(np.zeros(3), "u3", 1)
+    X32 = check_utterance(np.zeros((5, 2), dtype=np.float32), "u4", 2)
+    assert X32.dtype == np.float32  # the store's precision is kept
+    assert check_utterance(np.zeros((0, 2)), "u5", 2).shape == (0, 2)  # callers skip empty ones

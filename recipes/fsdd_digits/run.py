@@ -72,7 +72,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 
 #: The recogniser's settings (measured on the conventional split; see docs/hmm.md).
 MODEL_SETTINGS = dict(n_states=8, n_components=4, covariance_type="diag", n_skips=0,
-                      grow_mixtures=True, grow_iter=4, n_iter=8, viterbi_iter=0, reg_covar=1e-3)
+                      grow_mixtures=True, iter_per_split=4, n_iter=8, viterbi_iter=0, reg_covar=1e-3)
 #: The front end's settings (FeatureConfig fields that differ from its defaults): no
 #: per-utterance CMVN in the cache; the recipe normalises per speaker (or per utterance).
 FEATURE_SETTINGS: dict = {"cmvn": "none"}
@@ -178,7 +178,7 @@ def train_recognizer(train: dict, settings: dict, jobs: int) -> WordRecognizer:
     missing = [d for d, seqs in train.items() if not seqs]
     if missing:
         raise SystemExit(f"fsdd_digits: no training recordings of digit(s) {missing}")
-    return WordRecognizer(hmm=GMMHMM(**settings), n_jobs=jobs).fit(train)
+    return WordRecognizer(hmm=GMMHMM(**settings), jobs=jobs).fit(train)
 
 
 def adapt_per_speaker(rec: WordRecognizer, X: list, speakers: list, **adaptation) -> list:
@@ -393,12 +393,12 @@ def run_loso(feats: dict, fields, settings, jobs, out: Path, fingerprint: str,
 
 
 def plot_alignment_of(rec: WordRecognizer, utt: str, wav_path: str, digit: str,
-                      config: FeatureConfig, path: Path, speaker_normalise) -> dict:
+                      config: FeatureConfig, path: Path, speaker_normalize) -> dict:
     from speakergmm.hmm.plots import plot_alignment, state_segments
 
     extraction = get_extractor(config).extract_full(wav_path)
     X = np.asarray(extraction.features, dtype=np.float64)
-    X = speaker_normalise(X)
+    X = speaker_normalize(X)
     score, states = rec.align(X, digit)
     kept = np.flatnonzero(extraction.voiced)  # VAD may drop frames: place kept ones in time
     times = (kept * config.frame_shift_samples + config.frame_length_samples / 2) / config.sample_rate

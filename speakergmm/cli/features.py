@@ -215,7 +215,7 @@ def _run_features(args: argparse.Namespace) -> int:
                 f"VAD {'on' if config.vad else 'off'}; --print-config shows all fields)")
     try:
         report = extract_data_dir(args.data_dir, cache_dir, config, jobs=args.jobs,
-                                  progress=args.progress, force=args.force, client=args.client)
+                                  show_progress=args.progress, force=args.force, client=args.client)
         if args.format == "kaldi":
             from speakergmm.corpus import read_data_dir
             from speakergmm.features.external import write_kaldi_features

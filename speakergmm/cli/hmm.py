@@ -81,8 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "speakers on FSDD, docs/hmm.md)")
     g.add_argument("--iterations", type=_positive_int, default=8,
                    help="Baum-Welch iterations at the final mixture size (default: 8)")
-    g.add_argument("--grow-iterations", type=_positive_int, default=4,
-                   help="Baum-Welch iterations at each mixture size while splitting (default: 4)")
+    g.add_argument("--iter-per-split", "--grow-iterations", dest="iter_per_split", type=_positive_int,
+                   default=4, help="Baum-Welch iterations at each mixture size while splitting (default: 4; "
+                                   "--grow-iterations is its former name)")
     g.add_argument("--no-grow", dest="grow", action="store_false",
                    help="fit the full mixtures at initialisation instead of mixing up by splitting")
     g.add_argument("--skips", type=int, default=0, help="states a transition may skip (default: 0)")
@@ -211,7 +212,7 @@ def _feature_config(args: argparse.Namespace, data_dir: str):
     return default_feature_config(data_dir, getattr(args, "sample_rate", None))
 
 
-def _normalised(store, utts: list[str], utt2spk: dict, cmvn: str) -> dict:
+def _normalized(store, utts: list[str], utt2spk: dict, cmvn: str) -> dict:
     """Features of ``utts`` normalised per utterance or per speaker (the cache has none)."""
     import numpy as np
 
@@ -303,7 +304,7 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data, store, skipped = _features(args, config, out, log)
     problems += skipped
-    feats = _normalised(store, [u for u in data.utterances if u in store], data.utt2spk, args.cmvn)
+    feats = _normalized(store, [u for u in data.utterances if u in store], data.utt2spk, args.cmvn)
     train: dict[str, list[np.ndarray]] = {}
     for utt in data.utterances:
         words = text.get(utt)
@@ -317,7 +318,7 @@ def _train(args: argparse.Namespace) -> int:
     if not train:
         raise _Failure(f"--data {args.data}: no utterance has both features and a one-word transcription")
     hmm = GMMHMM(n_states=args.states, n_components=args.mixtures, covariance_type=args.covariance_type,
-                 n_skips=args.skips, grow_mixtures=args.grow, grow_iter=args.grow_iterations,
+                 n_skips=args.skips, grow_mixtures=args.grow, iter_per_split=args.iter_per_split,
                  n_iter=args.iterations, reg_covar=args.reg_covar)
     # A word model needs sequences at least as long as its shortest path; drop shorter ones.
     min_frames = Topology.left_to_right(args.states, args.skips).min_frames
@@ -332,7 +333,7 @@ def _train(args: argparse.Namespace) -> int:
         raise _Failure(f"no usable training utterance for word(s) {empty}")
     log(f"train: {sum(map(len, train.values()))} utterances of {len(train)} words; "
         f"{args.states} states x {args.mixtures} Gaussians per word")
-    rec = WordRecognizer(hmm=hmm, variance_floor_ratio=args.variance_floor_ratio, n_jobs=args.jobs)
+    rec = WordRecognizer(hmm=hmm, variance_floor_ratio=args.variance_floor_ratio, jobs=args.jobs)
     try:
         rec.fit(train)
     except (ValueError, NoPathError) as exc:
@@ -415,7 +416,7 @@ def _decode(args: argparse.Namespace) -> int:
     utts = [u for u in data.utterances if u in store]
     if not utts:
         raise _Failure(f"--data {args.data}: no utterance has features")
-    feats = _normalised(store, utts, data.utt2spk, rec.meta_.get("cmvn", "utterance"))
+    feats = _normalized(store, utts, data.utt2spk, rec.meta_.get("cmvn", "utterance"))
     X = [feats[u] for u in utts]
     if args.connected:
         if args.adapt != "none":
@@ -517,7 +518,7 @@ def _decode_connected(args, rec, data, utts, X, text, problems, out: Path, log) 
 
 
 # --------------------------------------------------------------------------- align
-def _aligner_normalisation(rec, config, extractor, data, utts: list[str], problems: list[str]):
+def _aligner_normalization(rec, config, extractor, data, utts: list[str], problems: list[str]):
     """How align normalises an utterance's features: as the model was trained.
 
     With speaker CMVN the statistics come from all utterances of the aligned speakers in
@@ -546,11 +547,11 @@ def _aligner_normalisation(rec, config, extractor, data, utts: list[str], proble
         std = stacked.std(axis=0)
         stats[speaker] = (stacked.mean(axis=0), np.where(std > 1e-10, std, 1.0))
 
-    def normalise(x, speaker):
+    def normalize(x, speaker):
         mean, std = stats[speaker]
         return (x - mean) / std
 
-    return normalise
+    return normalize
 
 
 def _run_align(args: argparse.Namespace) -> int:
@@ -584,7 +585,7 @@ def _align(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     extractor = get_extractor(config)
-    normalise = _aligner_normalisation(rec, config, extractor, data, utts, problems)
+    normalize = _aligner_normalization(rec, config, extractor, data, utts, problems)
     lines: list[str] = []
     summary: dict[str, Any] = {}
     plots: dict[str, str] = {}
@@ -600,7 +601,7 @@ def _align(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - bad audio of any kind: report, go on
             problems.append(f"{utt}: unreadable audio {data.wav[utt]} ({exc})")
             continue
-        X = normalise(np.asarray(extraction.features, dtype=np.float64), data.utt2spk[utt])
+        X = normalize(np.asarray(extraction.features, dtype=np.float64), data.utt2spk[utt])
         try:
             score, states = rec.align(X, word)
         except (NoPathError, ValueError) as exc:

@@ -32,7 +32,6 @@ __all__ = ["FeatureExtractor", "get_extractor", "extract_features", "Extraction"
 
 # Kaldi floors energies at float32 machine epsilon before taking logs.
 _ENERGY_FLOOR = float(np.finfo(np.float32).eps)
-_LOG_ENERGY_FLOOR = float(np.log(_ENERGY_FLOOR))
 
 
 def _mel(freq: np.ndarray | float) -> np.ndarray:

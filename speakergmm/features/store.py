@@ -50,7 +50,7 @@ from speakergmm.features.config import FeatureConfig, FeatureConfigError
 from speakergmm.features.extract import get_extractor
 from speakergmm.io import atomic_path, atomic_write_json, atomic_write_text
 from speakergmm.cluster import as_executor, executor_workers
-from speakergmm.utils import effective_jobs, progress, worker_pool
+from speakergmm.utils import effective_jobs, progress, renamed_argument, worker_pool
 
 __all__ = [
     "BatchReport",
@@ -195,7 +195,17 @@ class BatchReport:
 
 
 # ---------------------------------------------------------------------- workers
-def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple]]) -> list[tuple]:
+@dataclass(frozen=True)
+class ExtractionChunk:
+    """A chunk of utterances to extract into one shard file: what a worker receives."""
+
+    config: dict  # FeatureConfig.to_dict()
+    feats_dir: str
+    shard: str  # the shard's file name in feats_dir
+    items: list  # (utt, location, start, end, origin) per utterance
+
+
+def _extract_chunk(task: ExtractionChunk) -> list[tuple]:
     """Extract a chunk of utterances into one shard file (runs in a worker).
 
     Items are ``(utt, location, start, end, origin)``: a plain file without a segment goes
@@ -204,8 +214,8 @@ def _extract_chunk(task: tuple[dict[str, Any], str, str, list[tuple]]) -> list[t
     Returns small tuples only, one per utterance: ``(utt, first_row, n_frames, seconds, None)``
     or ``(utt, None, None, 0.0, reason)``.
     """
-    config_dict, feats_dir, shard, items = task
-    extractor = get_extractor(FeatureConfig.from_dict(config_dict))
+    feats_dir, shard, items = task.feats_dir, task.shard, task.items
+    extractor = get_extractor(FeatureConfig.from_dict(task.config))
     results: list[tuple] = []
     arrays: list[np.ndarray] = []
     row = 0
@@ -454,9 +464,9 @@ def cache_lock(out: Path, wait: bool = True) -> Iterator[None]:
 # ---------------------------------------------------------------------- the batch
 def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.PathLike,
                      config: FeatureConfig | None = None, jobs: int = 1,
-                     progress: bool | None = None, force: bool = False,
+                     show_progress: bool | None = None, force: bool = False,
                      chunk_size: int | None = None, wait: bool = True,
-                     client: Any = None) -> BatchReport:
+                     client: Any = None, progress: bool | None = None) -> BatchReport:
     """Extract features for every utterance of a data directory into a cache on disk.
 
     Parameters
@@ -473,7 +483,7 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         Worker processes (0 or None: all cores; negative: all but some); each worker
         extracts whole chunks of files and writes their features itself, so only paths
         and frame counts cross process boundaries.
-    progress : bool, optional
+    show_progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
     force : bool
         Recompute every utterance even when its cached features are current.
@@ -487,6 +497,8 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         Extract on a cluster instead of local processes (see :mod:`speakergmm.cluster`):
         each task reads its audio and writes its shard under ``out_dir``, which must
         therefore be on storage the workers share; only paths and frame counts travel.
+    progress : bool, optional
+        Deprecated name of ``show_progress`` (DeprecationWarning; it wins when given).
 
     Returns
     -------
@@ -503,6 +515,8 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         If ``out_dir`` cannot be used (e.g. it is a file), or is locked and ``wait`` is False.
     """
     start = time.perf_counter()
+    show_progress = renamed_argument(show_progress, progress, former="progress", name="show_progress",
+                                     owner="extract_data_dir")
     config = config if config is not None else FeatureConfig()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -517,7 +531,7 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         try:
             with cache_lock(out, wait=wait):
                 return _extract_data_dir(data_dir, out_dir, config, executor_workers(executor), executor,
-                                         progress, force, chunk_size, start)
+                                         show_progress, force, chunk_size, start)
         finally:
             executor.shutdown(wait=True)
     jobs = effective_jobs(jobs)
@@ -529,7 +543,7 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
         pool = worker_pool(jobs)
     try:
         with cache_lock(out, wait=wait):
-            return _extract_data_dir(data_dir, out_dir, config, jobs, pool, progress, force,
+            return _extract_data_dir(data_dir, out_dir, config, jobs, pool, show_progress, force,
                                      chunk_size, start)
     except BaseException:
         if pool is not None:  # interrupted: kill the workers instead of awaiting their chunks
@@ -541,7 +555,7 @@ def extract_data_dir(data_dir: str | os.PathLike | DataDir, out_dir: str | os.Pa
 
 
 def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
-                      progress: bool | None, force: bool, chunk_size: int | None,
+                      show_progress: bool | None, force: bool, chunk_size: int | None,
                       start: float) -> BatchReport:
     data = data_dir if isinstance(data_dir, DataDir) else read_data_dir(data_dir)
     if not data.has_audio:
@@ -624,12 +638,12 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
         by_utt = {item[0]: item for item in todo}
         config_dict = config.to_dict()
         run_id = uuid.uuid4().hex[:12]  # new shards never overwrite ones still in use
-        tasks = [(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy",
-                  [item[:5] for item in chunk]) for i, chunk in enumerate(chunks)]
+        tasks = [ExtractionChunk(config_dict, str(feats_dir), f"{run_id}-{i:05d}.npy",
+                                 [item[:5] for item in chunk]) for i, chunk in enumerate(chunks)]
         with open(out / _JOURNAL, "a", encoding="utf-8") as journal:
             pending: dict[str, dict[str, Any]] = {}
             results = _run_tasks(tasks, pool if len(tasks) > 1 else None)
-            for shard, (utt, row, n_frames, seconds, reason), last in _progress(results, len(todo), progress):
+            for shard, (utt, row, n_frames, seconds, reason), last in _progress(results, len(todo), show_progress):
                 _, path, seg_start, _, _, st, _ = by_utt[utt]
                 if reason is not None:
                     skipped.append(SkippedUtterance(utt, path, reason))
@@ -673,7 +687,7 @@ def _extract_data_dir(data_dir, out_dir, config: FeatureConfig, jobs: int, pool,
     return report
 
 
-def _run_tasks(tasks: list, pool: Any) -> Iterator[tuple[str, tuple, bool]]:
+def _run_tasks(tasks: list[ExtractionChunk], pool: Any) -> Iterator[tuple[str, tuple, bool]]:
     """``(shard, per-utterance result, last of its shard?)`` of all tasks, in-process
     (``pool=None``) or from the pool's pinned workers (chunks arrive in completion order)."""
     def per_utterance(shard: str, results: list[tuple]) -> Iterator[tuple[str, tuple, bool]]:
@@ -682,9 +696,9 @@ def _run_tasks(tasks: list, pool: Any) -> Iterator[tuple[str, tuple, bool]]:
 
     if pool is None:
         for task in tasks:
-            yield from per_utterance(task[2], _extract_chunk(task))
+            yield from per_utterance(task.shard, _extract_chunk(task))
         return
-    futures = {pool.submit(_extract_chunk, task): task[2] for task in tasks}
+    futures = {pool.submit(_extract_chunk, task): task.shard for task in tasks}
     try:
         for future in as_completed(futures):
             yield from per_utterance(futures[future], future.result())

@@ -6,7 +6,7 @@ marking where each sequence starts (``offsets[0] == 0``, ``offsets[-1] == N``). 
 are independent, but the kernels run them one after the other: each is short (tens of
 frames), and on the 2-core machines this project targets numba's thread pool made the
 batch 3x *slower* (measured in docs/hmm.md); parallelism belongs one level up, across
-word models in worker processes (``WordRecognizer(n_jobs=...)``).
+word models in worker processes (``WordRecognizer(jobs=...)``).
 
 Transitions are passed as sparse lists of *allowed* edges (log-probabilities > -inf), in
 two CSR layouts built by :func:`edge_lists`: the predecessors of each state (for the
@@ -22,30 +22,46 @@ occupancies and, for Viterbi, a path of -1.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-__all__ = ["edge_lists", "forward_backward", "forward_loglik", "viterbi"]
+__all__ = ["EdgeLists", "edge_lists", "forward_backward", "forward_loglik", "viterbi"]
 
 NEG_INF = -np.inf
 
 
-def edge_lists(log_transmat: np.ndarray) -> tuple[np.ndarray, ...]:
-    """CSR lists of the allowed transitions of ``log_transmat`` (S, S).
+class EdgeLists(NamedTuple):
+    """CSR lists of the allowed transitions of an (S, S) log transition matrix.
 
-    Returns
-    -------
-    pred_ptr, pred_src, pred_logp, pred_edge :
-        For state j, the edges ``pred_ptr[j]:pred_ptr[j+1]`` come from states ``pred_src``
-        with log-probabilities ``pred_logp``; ``pred_edge`` numbers each edge in row-major
-        order of the (i, j) pairs (the order of ``succ_*`` below and of the xi output).
-    succ_ptr, succ_dst, succ_logp :
-        For state i, the edges ``succ_ptr[i]:succ_ptr[i+1]`` go to ``succ_dst``.
+    For state j, the edges ``pred_ptr[j]:pred_ptr[j+1]`` come from states ``pred_src``
+    with log-probabilities ``pred_logp`` (the forward and Viterbi recursions); for state
+    i, the edges ``succ_ptr[i]:succ_ptr[i+1]`` go to ``succ_dst`` with ``succ_logp`` (the
+    backward recursion). Successor order is the row-major order of the (i, j) pairs: the
+    order of the expected transition counts ``xi`` that :func:`forward_backward` returns.
+    The kernels take the fields one by one (numba compiles plain arrays).
     """
+
+    pred_ptr: np.ndarray
+    pred_src: np.ndarray
+    pred_logp: np.ndarray
+    succ_ptr: np.ndarray
+    succ_dst: np.ndarray
+    succ_logp: np.ndarray
+
+    @property
+    def succ_src(self) -> np.ndarray:
+        """The source state of every edge, in successor order (``xi``'s columns are
+        transitions ``succ_src -> succ_dst``)."""
+        return np.repeat(np.arange(self.succ_ptr.size - 1), np.diff(self.succ_ptr))
+
+
+def edge_lists(log_transmat: np.ndarray) -> EdgeLists:
+    """The :class:`EdgeLists` of the allowed transitions (> -inf) of ``log_transmat`` (S, S)."""
     log_transmat = np.asarray(log_transmat, dtype=np.float64)
     n_states = log_transmat.shape[0]
     src, dst = np.nonzero(log_transmat > -np.inf)  # row-major: sorted by source
-    n_edges = src.size
     succ_ptr = np.zeros(n_states + 1, dtype=np.int64)
     np.add.at(succ_ptr, src + 1, 1)
     succ_ptr = np.cumsum(succ_ptr)
@@ -57,8 +73,7 @@ def edge_lists(log_transmat: np.ndarray) -> tuple[np.ndarray, ...]:
     pred_ptr = np.cumsum(pred_ptr)
     pred_src = src[order].astype(np.int64)
     pred_logp = log_transmat[src[order], dst[order]].copy()
-    pred_edge = np.arange(n_edges, dtype=np.int64)[order]
-    return pred_ptr, pred_src, pred_logp, pred_edge, succ_ptr, succ_dst, succ_logp
+    return EdgeLists(pred_ptr, pred_src, pred_logp, succ_ptr, succ_dst, succ_logp)
 
 
 @njit(cache=True, inline="always")

@@ -126,7 +126,7 @@ class ConnectedWordDecoder:
         X, offsets = check_sequences(sequences, self.n_features)
         emit = self._emissions(X)
         e = self._edges
-        path, score = K.viterbi(self._start, self._final, e[0], e[1], e[2], emit, offsets)
+        path, score = K.viterbi(self._start, self._final, e.pred_ptr, e.pred_src, e.pred_logp, emit, offsets)
         out = []
         for n, (a, b) in enumerate(zip(offsets[:-1], offsets[1:])):
             if score[n] == -np.inf:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -37,10 +38,10 @@ from threadpoolctl import threadpool_limits
 from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture import (GMM, GaussianMixture, SufficientStats, map_update, ml_update,
-                                stats_from_responsibilities)
-from speakergmm.mixture._base import ParamsMixin
+from speakergmm.mixture import (GMM, GaussianMixture, ParamsMixin, SufficientStats, check_frames, map_update,
+                                ml_update, stats_from_responsibilities)
 from speakergmm.mixture.em import EMHooks, iterate, split_components
+from speakergmm.mixture.init import check_random_state
 
 __all__ = ["ConvergenceMonitor", "GMMHMM", "GaussianHMM", "HMMStats", "check_sequences", "NoPathError",
            "stack_sequences"]
@@ -89,7 +90,8 @@ def check_sequences(sequences: np.ndarray | Sequence[np.ndarray], n_features: in
         raise ValueError(f"no {what}s given")
     lengths = np.empty(len(arrays), dtype=np.int64)
     for n, seq in enumerate(arrays):
-        arr = np.asarray(seq)
+        arrays[n] = arr = np.asarray(seq)
+        # A sequence's own rules: 2-D always, at least one frame.
         if arr.ndim != 2:
             raise ValueError(f"{what} {n}: must be a 2-D (frames, features) array, got shape {arr.shape}")
         if arr.shape[0] == 0:
@@ -97,13 +99,16 @@ def check_sequences(sequences: np.ndarray | Sequence[np.ndarray], n_features: in
         if n_features is None:
             n_features = arr.shape[1]
         if arr.shape[1] != n_features:
-            raise ValueError(f"{what} {n}: has {arr.shape[1]} features, expected {n_features}")
+            check_frames(arr, f"{what} {n}", n_features)  # raises, naming the sequence
         lengths[n] = arr.shape[0]
-    X = np.ascontiguousarray(np.concatenate(arrays, axis=0), dtype=np.float64)
-    if not np.all(np.isfinite(X)):
-        bad = int(np.searchsorted(np.cumsum(lengths), np.flatnonzero(~np.isfinite(X).all(axis=1))[0],
-                                  side="right"))
-        raise ValueError(f"{what} {bad}: contains NaN or infinite values")
+    # The package's per-array rules (real numbers, features, finite values) are check_frames',
+    # run once on all frames; when they fail, once per sequence to name the one at fault.
+    try:
+        X = check_frames(np.concatenate(arrays, axis=0), f"{what}s", n_features)
+    except (TypeError, ValueError):
+        for n, arr in enumerate(arrays):
+            check_frames(arr, f"{what} {n}", n_features)
+        raise
     offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return X, offsets
@@ -206,6 +211,14 @@ class ConvergenceMonitor:
                 f"last={self.history[-1] if self.history else None})")
 
 
+def _renamed_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Saved constructor parameters under today's names (``grow_iter`` is ``iter_per_split``
+    in files written before the rename)."""
+    if params.get("grow_iter") is not None and "iter_per_split" not in params:
+        params["iter_per_split"] = params.pop("grow_iter")
+    return params
+
+
 def _log(p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.log(p)
@@ -266,12 +279,13 @@ class GMMHMM(ParamsMixin):
         splitting (HTK HHEd MU-style), "kmeans" clusters its frames.
     grow_mixtures : bool
         HTK-style mixing up: initialise with one Gaussian per state, and after every
-        ``grow_iter`` Baum-Welch iterations split each state's heaviest components (the
+        ``iter_per_split`` Baum-Welch iterations split each state's heaviest components (the
         core's ``split_components``, HHEd ``MU``), doubling up to ``n_components``; then
         run ``n_iter`` more iterations. Less prone to poor local optima than fitting each
         state's full mixture on its initial segment.
-    grow_iter : int
-        Baum-Welch iterations at each mixture size below ``n_components``.
+    iter_per_split : int
+        Baum-Welch iterations at each mixture size below ``n_components`` (the glossary's
+        name for the iterations after each split, as in ``GaussianMixture``).
     occupancy_threshold : float
         Frames whose occupancy of a state is at most this are left out of that state's
         statistics (each would add less than this to them). In a left-to-right model most
@@ -279,6 +293,9 @@ class GMMHMM(ParamsMixin):
         work at an error below ``threshold * n_frames`` frames' worth; 0 is exact.
     random_state : int or None
         Seed for the initial mixture fits.
+    grow_iter : int, optional
+        Deprecated name of ``iter_per_split`` (DeprecationWarning when fitting; it wins
+        when given).
     """
 
     def __init__(self, n_states: int = 5, n_components: int = 1, covariance_type: str = "diag",
@@ -286,8 +303,9 @@ class GMMHMM(ParamsMixin):
                  n_iter: int = 10, viterbi_iter: int = 0, tol: float = 1e-4, reg_covar: float = 1e-6,
                  variance_floor: float | None = None, transition_floor: float = 0.0,
                  fixed_topology: bool = True, init_max_iter: int = 20, mixture_init: str = "split",
-                 grow_mixtures: bool = False, grow_iter: int = 4,
-                 occupancy_threshold: float = 1e-10, random_state: int | None = 0) -> None:
+                 grow_mixtures: bool = False, iter_per_split: int = 4,
+                 occupancy_threshold: float = 1e-10, random_state: int | None = 0,
+                 grow_iter: int | None = None) -> None:
         self.n_states = n_states
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -305,8 +323,9 @@ class GMMHMM(ParamsMixin):
         self.mixture_init = mixture_init
         self.occupancy_threshold = occupancy_threshold
         self.grow_mixtures = grow_mixtures
-        self.grow_iter = grow_iter
+        self.iter_per_split = iter_per_split
         self.random_state = random_state
+        self.grow_iter = grow_iter
         self.states_: list[GMM] | None = None
 
     # ================================================================== construction
@@ -468,8 +487,10 @@ class GMMHMM(ParamsMixin):
         emit = self.log_emissions(X)
         e = self._edges
         if viterbi:
-            return K.viterbi(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)[1]
-        return K.forward_loglik(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)
+            return K.viterbi(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp,
+                             emit, offsets)[1]
+        return K.forward_loglik(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp,
+                                emit, offsets)
 
     def score(self, X: np.ndarray | Sequence[np.ndarray], lengths: Sequence[int] | None = None) -> float:
         """Total log-likelihood of the sequences (forward algorithm), as hmmlearn's ``score``.
@@ -633,27 +654,30 @@ class GMMHMM(ParamsMixin):
         final[-1] = self._log_final[seq[-1]]
         emit = np.ascontiguousarray(self.log_emissions(X_)[:, seq])
         e = K.edge_lists(_log(chain))
-        path, score = K.viterbi(start, final, e[0], e[1], e[2], emit, offsets)
+        path, score = K.viterbi(start, final, e.pred_ptr, e.pred_src, e.pred_logp, emit, offsets)
         if score[0] == -np.inf:
             raise NoPathError(f"a sequence of {X_.shape[0]} frames cannot be aligned to "
                               f"{n_pos} states (each needs at least one frame)")
         return float(score[0]), seq[path]
 
     # ================================================================== sampling
-    def sample(self, n_samples: int = 1, random_state: int | np.random.Generator | None = None,
+    def sample(self, n_samples: int = 1,
+               random_state: int | np.random.Generator | np.random.RandomState | None = None,
                currstate: int | None = None, max_tries: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         """Draw one sequence of ``n_samples`` frames and its state path (hmmlearn's ``sample``).
 
         ``currstate`` fixes the state of the first frame (to continue a sequence drawn
         before). Paths that do not end in a final state are rejected and redrawn (at most
         ``max_tries`` times), so the sample follows the model conditioned on the length.
+        ``random_state``: None, an int, a numpy Generator or a RandomState
+        (:func:`speakergmm.mixture.init.check_random_state`).
         """
         self._check_fitted()
         n_frames = n_samples
         if int(n_frames) != n_frames or n_frames < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_frames!r}")
         n_frames = int(n_frames)
-        rng = np.random.default_rng(random_state)
+        rng = check_random_state(random_state)
         n_states = len(self.states_)
         if currstate is not None and not (0 <= int(currstate) < n_states):
             raise ValueError(f"currstate must be a state in 0..{n_states - 1}, got {currstate!r}")
@@ -711,6 +735,7 @@ class GMMHMM(ParamsMixin):
                               f"topology needs at least {int(topo.min_frames)}")
         warm = warm_start and getattr(self, "states_", None) is not None
         growing = self.grow_mixtures and not warm
+        iter_per_split = self._iter_per_split() if growing else 0
         if not warm:
             self._initialise(X, offsets, topo, 1 if growing else self.n_components)
         self.viterbi_history_ = []
@@ -722,7 +747,7 @@ class GMMHMM(ParamsMixin):
         self.n_iter_ = 0
         while growing and max(g.n_components for g in self.states_) < self.n_components:
             # HTK mixing-up: train, then split every state's heaviest components, retrain.
-            for _ in range(self.grow_iter):
+            for _ in range(iter_per_split):
                 self.history_.append(self._baum_welch_step(X, offsets))
             size = min(2 * self.states_[0].n_components, self.n_components)
             self.split_points_.append(len(self.history_))
@@ -735,6 +760,17 @@ class GMMHMM(ParamsMixin):
         self.n_iter_, self.converged_ = result.n_iter, result.converged
         self.history_.extend(result.history)
         return self
+
+    def _iter_per_split(self) -> int:
+        """``iter_per_split``, or its deprecated name ``grow_iter`` when given (warns)."""
+        name, value = "iter_per_split", self.iter_per_split
+        if self.grow_iter is not None:
+            warnings.warn(f"{type(self).__name__}(grow_iter=...) is deprecated: use iter_per_split",
+                          DeprecationWarning, stacklevel=4)
+            name, value = "grow_iter", self.grow_iter
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+        return int(value)
 
     def _replace_states(self, states: list[GMM]) -> None:
         self.states_ = states
@@ -776,13 +812,13 @@ class GMMHMM(ParamsMixin):
         if emit is None:
             emit = self.log_emissions(X)
         e = self._edges
-        return K.forward_backward(self._log_start, self._log_final, e[0], e[1], e[2],
-                                  e[4], e[5], e[6], emit, offsets)
+        return K.forward_backward(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp,
+                                  e.succ_ptr, e.succ_dst, e.succ_logp, emit, offsets)
 
     def _viterbi(self, X: np.ndarray, offsets: np.ndarray):
         emit = self.log_emissions(X)
         e = self._edges
-        return K.viterbi(self._log_start, self._log_final, e[0], e[1], e[2], emit, offsets)
+        return K.viterbi(self._log_start, self._log_final, e.pred_ptr, e.pred_src, e.pred_logp, emit, offsets)
 
     def _baum_welch_step(self, X: np.ndarray, offsets: np.ndarray) -> float:
         """One E-step and M-step; returns the total log-likelihood under the old parameters."""
@@ -807,8 +843,7 @@ class GMMHMM(ParamsMixin):
         n_states = len(self.states_)
         start_counts = gamma[offsets[:-1]].sum(axis=0)
         trans_counts = np.zeros((n_states, n_states))
-        src = np.repeat(np.arange(n_states), np.diff(self._edges[4]))
-        trans_counts[src, self._edges[5]] = xi.sum(axis=0)
+        trans_counts[self._edges.succ_src, self._edges.succ_dst] = xi.sum(axis=0)
         if joint is not None:
             all_stats = self._stacked_statistics(X, joint, emit, gamma)
         else:
@@ -968,7 +1003,8 @@ class GMMHMM(ParamsMixin):
             head = f"{prefix}state{s}."
             states.append(GMM.from_arrays({k[len(head):]: v for k, v in arrays.items() if k.startswith(head)}))
         names = set(cls._get_param_names()) - {"topology", "n_states"}
-        params = {k: v for k, v in dict(meta.get("params", {})).items() if k in names}
+        params = _renamed_params(dict(meta.get("params", {})))
+        params = {k: v for k, v in params.items() if k in names}
         model = cls(n_states=n_states, topology=topo, **params)
         model._set_parameters(states, np.asarray(arrays[f"{prefix}startprob"], float),
                               np.asarray(arrays[f"{prefix}transmat"], float))

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from speakergmm.plotting import _new_figure, _save
+from speakergmm.plotting import new_figure, save_figure
 
 __all__ = ["plot_alignment", "plot_technique_comparison", "state_segments"]
 
@@ -51,7 +51,7 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
     if state_path.shape != frame_times.shape:
         raise ValueError(f"state_path {state_path.shape} and frame_times {frame_times.shape} differ")
     n_panels = 2 if log_emissions is not None else 1
-    fig = _new_figure((9.0, 3.2 * n_panels))
+    fig = new_figure((9.0, 3.2 * n_panels))
     axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
     ax = axes[0]
     window = np.hanning(n_fft)
@@ -95,7 +95,7 @@ def plot_alignment(signal: np.ndarray, sample_rate: int, state_path: np.ndarray,
     axes[-1].set_xlabel("time (s)")
     axes[-1].set_xlim(0, duration)
     if path is not None:
-        _save(fig, path, dpi=120)
+        save_figure(fig, path, dpi=120)
     return fig
 
 
@@ -113,7 +113,7 @@ def plot_technique_comparison(accuracy: dict[str, dict[str, float]], path: str |
     if pooled is not None:
         groups = groups + ["all"]
         accuracy = {t: {**accuracy[t], "all": pooled[t]} for t in techniques}
-    fig = _new_figure((min(12.0, max(7.0, 0.3 * len(groups) * len(techniques))), 4.2))
+    fig = new_figure((min(12.0, max(7.0, 0.3 * len(groups) * len(techniques))), 4.2))
     ax = fig.subplots()
     width = 0.8 / len(techniques)
     lowest = min(v for t in techniques for v in accuracy[t].values())
@@ -132,5 +132,5 @@ def plot_technique_comparison(accuracy: dict[str, dict[str, float]], path: str |
     ax.legend(fontsize=7, loc="lower left", ncol=min(3, len(techniques)))
     ax.grid(axis="y", alpha=0.3)
     if path is not None:
-        _save(fig, path, dpi=130)
+        save_figure(fig, path, dpi=130)
     return fig

@@ -13,18 +13,19 @@ import copy
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from speakergmm.hmm.model import FORMAT as HMM_FORMAT
-from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, GaussianHMM, NoPathError, check_sequences
+from speakergmm.hmm.model import BLAS_THREADS, GMMHMM, GaussianHMM, NoPathError, _renamed_params, check_sequences
 from speakergmm.io import ModelFileError, load_model_file, save_model_file
+from speakergmm.mixture import ParamsMixin, clone
+from speakergmm.utils import effective_jobs, parallel_map
 
 logger = logging.getLogger(__name__)
-from speakergmm.mixture._base import ParamsMixin
-from speakergmm.utils import parallel_map
 
 __all__ = ["WordRecognizer"]
 
@@ -39,14 +40,23 @@ _HMM_CLASSES = {"GMMHMM": GMMHMM, "GaussianHMM": GaussianHMM}
 
 
 def unfitted_copy(hmm: GMMHMM, **overrides: Any) -> GMMHMM:
-    """An unfitted model with ``hmm``'s constructor parameters (scikit-learn's ``clone``)."""
-    params = copy.deepcopy(hmm.get_params(deep=False))
-    params.update(overrides)
-    return type(hmm)(**params)
+    """Deprecated: :func:`speakergmm.mixture.clone` (the package's one clone helper)."""
+    warnings.warn("speakergmm.hmm.recognizer.unfitted_copy is deprecated: use speakergmm.mixture.clone",
+                  DeprecationWarning, stacklevel=2)
+    return clone(hmm, **overrides)
 
 
-def _fit_word(job: tuple[str, GMMHMM, list[np.ndarray]]) -> tuple[str, GMMHMM]:
-    word, model, sequences = job
+@dataclass(frozen=True)
+class WordTraining:
+    """One word model to train: what a worker process receives."""
+
+    word: str
+    model: GMMHMM  # unfitted: a clone of the word-model template
+    sequences: list  # the word's training sequences, (T, D) arrays
+
+
+def _fit_word(task: WordTraining) -> tuple[str, GMMHMM]:
+    word, model, sequences = task.word, task.model, task.sequences
     try:
         return word, model.fit(sequences)
     except NoPathError as exc:
@@ -72,25 +82,27 @@ class WordRecognizer(ParamsMixin):
         Word priors: uniform (None), proportional to the training counts, or given.
     scoring : {"forward", "viterbi"}
         Total likelihood or best-path score.
-    n_jobs : int
-        Word models trained in this many processes (pinned BLAS threads each).
+    jobs : int or None
+        Word models trained in this many processes (pinned BLAS threads each); 0 or None:
+        all cores, negative: all but ``-jobs - 1`` (``utils.effective_jobs``, as ``--jobs``).
     **deprecated :
         The word model's parameters as keyword arguments (``n_states=8, n_components=8,
-        ...``) and ``variance_floor`` (the relative floor): deprecated, use
-        ``hmm=GMMHMM(...)`` and ``variance_floor_ratio``. They still work, with a
-        ``FutureWarning``, and are applied to a copy of ``hmm`` (or of the default).
+        ...``), ``variance_floor`` (the relative floor) and ``n_jobs``: deprecated, use
+        ``hmm=GMMHMM(...)``, ``variance_floor_ratio`` and ``jobs``. They still work, with a
+        ``FutureWarning``; the word model's are applied to a copy of ``hmm`` (or of the
+        default).
     """
 
     def __init__(self, hmm: GMMHMM | None = None, variance_floor_ratio: float | None = None,
                  priors: None | str | Mapping[str, float] = None, scoring: str = "forward",
-                 n_jobs: int = 1, **deprecated: Any) -> None:
+                 jobs: int | None = 1, **deprecated: Any) -> None:
         if deprecated:
-            hmm, variance_floor_ratio = _apply_deprecated(hmm, variance_floor_ratio, deprecated)
+            hmm, variance_floor_ratio, jobs = _apply_deprecated(hmm, variance_floor_ratio, jobs, deprecated)
         self.hmm = hmm
         self.variance_floor_ratio = variance_floor_ratio
         self.priors = priors
         self.scoring = scoring
-        self.n_jobs = n_jobs
+        self.jobs = jobs
         self.models_: dict[str, GMMHMM] | None = None
 
     def word_model(self) -> GMMHMM:
@@ -132,8 +144,8 @@ class WordRecognizer(ParamsMixin):
         overrides = {}
         if self.variance_floor_ratio is not None:
             overrides["variance_floor"] = self.variance_floor_ratio * _global_variance(data)
-        jobs = [(str(w), unfitted_copy(template, **overrides), list(data[w])) for w in data]
-        self.models_ = dict(parallel_map(_fit_word, jobs, jobs=min(self.n_jobs, len(jobs)),
+        tasks = [WordTraining(str(w), clone(template, **overrides), list(data[w])) for w in data]
+        self.models_ = dict(parallel_map(_fit_word, tasks, jobs=min(effective_jobs(self.jobs), len(tasks)),
                                          desc="training word HMMs"))
         self.words_ = words
         self.n_features_ = n_features
@@ -352,10 +364,12 @@ class WordRecognizer(ParamsMixin):
         arrays, meta, version = load_model_file(path, FORMAT, (1, VERSION), required=("log_priors",))
         try:
             params = dict(meta["params"])
+            if "n_jobs" in params:  # files saved before the rename to jobs
+                params["jobs"] = params.pop("n_jobs")
             if version == 1:  # flat keyword arguments: the deprecated spelling, same meaning
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FutureWarning)
-                    rec = cls(**params)
+                    rec = cls(**_renamed_params(params))
             else:
                 hmm_class = _HMM_CLASSES[str(params.pop("hmm_class", "GMMHMM"))]
                 hmm_params = dict(params.pop("hmm"))
@@ -379,6 +393,7 @@ class WordRecognizer(ParamsMixin):
         saved = rec.__dict__.pop("_saved_hmm", None)
         if saved is not None:
             hmm_class, hmm_params = saved
+            hmm_params = _renamed_params(hmm_params)
             names = set(hmm_class._get_param_names())
             if not isinstance(hmm_params.get("topology"), str) or hmm_params["topology"] not in (
                     "left-to-right", "left_to_right", "bakis", "ergodic"):
@@ -410,16 +425,25 @@ def _global_variance(data: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
 _DEPRECATED_HMM_KEYWORDS = ("n_states", "n_components", "covariance_type", "topology", "n_skips", "init",
                             "n_iter", "viterbi_iter", "tol", "reg_covar", "transition_floor",
                             "fixed_topology", "init_max_iter", "mixture_init", "grow_mixtures",
-                            "grow_iter", "occupancy_threshold", "random_state")
+                            "grow_iter", "iter_per_split", "occupancy_threshold", "random_state")
 
 
-def _apply_deprecated(hmm: GMMHMM | None, variance_floor_ratio: float | None,
-                      deprecated: dict[str, Any]) -> tuple[GMMHMM, float | None]:
-    """Fold the old keyword arguments into a copy of the word model (with a FutureWarning)."""
-    unknown = sorted(set(deprecated) - set(_DEPRECATED_HMM_KEYWORDS) - {"variance_floor"})
+def _apply_deprecated(hmm: GMMHMM | None, variance_floor_ratio: float | None, jobs: int | None,
+                      deprecated: dict[str, Any]) -> tuple[GMMHMM | None, float | None, int | None]:
+    """Fold the old keyword arguments into a copy of the word model, ``variance_floor_ratio``
+    and ``jobs`` (with a FutureWarning)."""
+    unknown = sorted(set(deprecated) - set(_DEPRECATED_HMM_KEYWORDS) - {"variance_floor", "n_jobs"})
     if unknown:
         raise TypeError(f"WordRecognizer got unexpected keyword argument(s) {', '.join(unknown)}")
     deprecated = dict(deprecated)
+    if "n_jobs" in deprecated:
+        if jobs != 1:
+            raise TypeError("give jobs, not also its deprecated alias n_jobs")
+        jobs = deprecated.pop("n_jobs")
+        warnings.warn("WordRecognizer(n_jobs=...) is deprecated: use jobs (the package's name for "
+                      "worker processes)", FutureWarning, stacklevel=3)
+    if not deprecated:
+        return hmm, variance_floor_ratio, jobs
     if "variance_floor" in deprecated:
         ratio = deprecated.pop("variance_floor")
         if variance_floor_ratio is not None and ratio is not None:
@@ -432,6 +456,6 @@ def _apply_deprecated(hmm: GMMHMM | None, variance_floor_ratio: float | None,
         warnings.warn(f"WordRecognizer({', '.join(f'{k}=' for k in deprecated)}...) is deprecated: pass "
                       "the word model instead, WordRecognizer(hmm=GMMHMM(...))", FutureWarning,
                       stacklevel=3)
-    base = GMMHMM(**DEFAULT_HMM_PARAMS) if hmm is None else unfitted_copy(hmm)
+    base = GMMHMM(**DEFAULT_HMM_PARAMS) if hmm is None else clone(hmm)
     base.set_params(**deprecated)
-    return base, variance_floor_ratio
+    return base, variance_floor_ratio, jobs

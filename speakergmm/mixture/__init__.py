@@ -12,10 +12,13 @@
   E-step and statistics.
 - :func:`select_mixture` sweeps sizes and covariance types by BIC, AIC or held-out
   likelihood; :class:`DensityAnomalyDetector` flags samples of low density.
+- :class:`ParamsMixin` (the estimator protocol: ``get_params``/``set_params``), :func:`clone`
+  and :func:`not_fitted_error` are shared by every estimator of the package (the HMMs too).
 """
 
 from speakergmm.mixture._covariance import COVARIANCE_TYPES, CovarianceError, n_parameters
-from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError
+from speakergmm.mixture._base import (ConvergenceWarning, MixtureEstimator, NotFittedError, ParamsMixin, clone,
+                                      not_fitted_error)
 from speakergmm.mixture.anomaly import DensityAnomalyDetector, threshold_for_false_alarm_rate
 from speakergmm.mixture.bayesian import BayesianGaussianMixture
 from speakergmm.mixture.em import (
@@ -42,8 +45,9 @@ from speakergmm.mixture.update import EmptyComponentWarning, map_update, ml_upda
 __all__ = [
     "BayesianGaussianMixture", "COVARIANCE_TYPES", "ConvergenceWarning", "CovarianceError",
     "DensityAnomalyDetector", "EMHooks", "EMResult", "IterationInfo", "SplitState", "EmptyComponentWarning", "GMM", "GaussianMixture",
-    "MixtureEstimator", "NotFittedError", "SelectionResult", "SufficientStats", "accumulate",
-    "binary_split_fit", "check_frames", "fit_best", "iter_chunks", "iterate", "map_update", "ml_update", "n_parameters",
+    "MixtureEstimator", "NotFittedError", "ParamsMixin", "SelectionResult", "SufficientStats", "accumulate",
+    "binary_split_fit", "check_frames", "clone", "fit_best", "iter_chunks", "iterate", "map_update", "ml_update",
+    "n_parameters", "not_fitted_error",
     "run_em", "select_mixture", "split_components", "split_fit", "stats_from_responsibilities",
     "threshold_for_false_alarm_rate", "trivial_gmm",
 ]

@@ -18,6 +18,7 @@ no fitting: it provides
 
 from __future__ import annotations
 
+import copy
 import inspect
 import sys
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 
 from speakergmm.mixture._covariance import COVARIANCE_TYPES
 from speakergmm.mixture.em import ConvergenceWarning  # noqa: F401  (re-exported)
-from speakergmm.mixture.init import check_random_state, kmeans_plusplus_indices, nearest_centre  # noqa: F401
+from speakergmm.mixture.init import check_random_state
 from speakergmm.mixture.sources import ChunkSource, iter_chunks
 from speakergmm.mixture.model import GMM, check_frames, check_sample_weight
 
@@ -36,6 +37,12 @@ class NotFittedError(ValueError, AttributeError):
 
 
 _SKLEARN_NOT_FITTED: dict[type, type] = {}
+
+
+def not_fitted_error(message: str) -> NotFittedError:
+    """A :class:`NotFittedError` (scikit-learn's too when scikit-learn is loaded) to raise
+    when an estimator is used before ``fit``."""
+    return _not_fitted_error_class()(message)
 
 
 def _not_fitted_error_class() -> type:
@@ -70,6 +77,25 @@ def _same(value: Any, default: Any) -> bool:
         return bool(value is default or value == default)
     except (TypeError, ValueError):
         return False
+
+
+def clone(estimator: Any, **overrides: Any) -> Any:
+    """An unfitted copy of ``estimator`` with the same constructor parameters
+    (scikit-learn's ``clone``, without importing scikit-learn).
+
+    Nested estimators (parameters with ``get_params``) are cloned, other parameters deep
+    copied; ``overrides`` replace constructor parameters of the copy. Something without
+    ``get_params`` is deep copied.
+    """
+    if not hasattr(estimator, "get_params"):
+        if overrides:
+            raise TypeError(f"cannot override parameters of {type(estimator).__name__}, which has none")
+        return copy.deepcopy(estimator)
+    params = {name: clone(value) if hasattr(value, "get_params") and not isinstance(value, type)
+              else copy.deepcopy(value)
+              for name, value in estimator.get_params(deep=False).items()}
+    params.update(overrides)
+    return type(estimator)(**params)
 
 
 class ParamsMixin:
@@ -186,10 +212,8 @@ class MixtureEstimator(ParamsMixin):
     def _check_fitted(self) -> GMM:
         gmm = getattr(self, "_gmm", None)
         if gmm is None:
-            raise _not_fitted_error_class()(
-                f"This {type(self).__name__} instance is not fitted yet; call fit (or load a "
-                "model) first"
-            )
+            raise not_fitted_error(f"This {type(self).__name__} instance is not fitted yet; call fit "
+                                   "(or load a model) first")
         return gmm
 
     def _inference_model(self) -> tuple[GMM, float]:

@@ -24,12 +24,12 @@ computed some other way (e.g. per-utterance averages of frame scores).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
 
-from speakergmm.mixture._base import ParamsMixin, _not_fitted_error_class, validate_X
+from speakergmm.mixture._base import ParamsMixin, clone, not_fitted_error, validate_X
+from speakergmm.mixture.init import check_random_state
 
 __all__ = ["DensityAnomalyDetector", "threshold_for_false_alarm_rate"]
 
@@ -71,16 +71,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
-def _clone(estimator: Any) -> Any:
-    """An unfitted copy with the same parameters (scikit-learn's ``clone``, without sklearn)."""
-    if hasattr(estimator, "get_params"):
-        params = {name: _clone(value) if hasattr(value, "get_params") and not isinstance(value, type)
-                  else copy.deepcopy(value)
-                  for name, value in estimator.get_params(deep=False).items()}
-        return type(estimator)(**params)
-    return copy.deepcopy(estimator)
-
-
 class DensityAnomalyDetector(ParamsMixin):
     """Flag samples whose log-density under a mixture falls below a threshold.
 
@@ -111,8 +101,8 @@ class DensityAnomalyDetector(ParamsMixin):
         ``estimator`` is already fitted: :meth:`fit` only sets the threshold, from the
         scores of ``X`` (or of ``X_calibration``). Since the density was not fitted on that
         data, ``contamination`` and ``false_alarm_rate`` then mean the same thing.
-    random_state : int, Generator or None
-        Seeds the calibration split.
+    random_state : int, Generator, RandomState or None
+        Seeds the calibration split (through ``mixture.init.check_random_state``).
 
     Attributes
     ----------
@@ -203,12 +193,11 @@ class DensityAnomalyDetector(ParamsMixin):
         if not hasattr(estimator, "fit"):
             raise ValueError(f"estimator must have a fit method (or pass prefit=True); got "
                              f"{type(estimator).__name__}")
-        return _clone(estimator)
+        return clone(estimator)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
-            raise _not_fitted_error_class()(f"This {type(self).__name__} instance is not fitted yet; call "
-                              "fit first")
+            raise not_fitted_error(f"This {type(self).__name__} instance is not fitted yet; call fit first")
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None, X_calibration: Any = None) -> "DensityAnomalyDetector":
@@ -238,7 +227,7 @@ class DensityAnomalyDetector(ParamsMixin):
                 raise ValueError(f"calibration_fraction={self.calibration_fraction} of "
                                  f"{X.shape[0]} samples leaves {n_cal} for calibration and "
                                  f"{X.shape[0] - n_cal} for fitting; both need at least one")
-            order = np.random.default_rng(self.random_state).permutation(X.shape[0])
+            order = check_random_state(self.random_state).permutation(X.shape[0])
             X_cal, X_fit = X[order[:n_cal]], X[order[n_cal:]]
         if not self.prefit:
             estimator.fit(X_fit)

@@ -9,13 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture._covariance import (
-    COVARIANCE_TYPES,
-    covariance_shape,
-    n_parameters,
-    precisions_cholesky_from_precisions,
-    precisions_from_cholesky,
-)
+from speakergmm.mixture._covariance import covariance_shape, n_parameters, precisions_cholesky_from_precisions
 from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError, validate_X
 from speakergmm.mixture.distributed import ChunkListAccumulator, DaskArrayAccumulator, is_dask_array
 from speakergmm.mixture.em import EMHooks, binary_split_fit, fit_best

@@ -37,12 +37,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from speakergmm.io import atomic_path, atomic_write_text
+from speakergmm.io import atomic_write_text
 from speakergmm.mixture._base import ConvergenceWarning, validate_X
 from speakergmm.mixture.init import check_random_state, draw_seed
 from speakergmm.mixture._covariance import COVARIANCE_TYPES, n_parameters
 from speakergmm.mixture.gaussian_mixture import GaussianMixture
-from speakergmm.utils import effective_jobs, progress as progress_bar, worker_pool
+from speakergmm.utils import effective_jobs, progress as progress_bar, renamed_argument, worker_pool
 
 __all__ = ["CRITERIA", "SelectionResult", "select_mixture"]
 
@@ -195,9 +195,11 @@ class SelectionResult:
         -------
         The Axes drawn on.
         """
+        from speakergmm.plotting import new_figure, save_figure
+
         criterion = _check_criterion(criterion or self.criterion)
         if ax is None:
-            fig = _new_figure((6.0, 4.0))
+            fig = new_figure((6.0, 4.0))
             ax = fig.add_subplot()
         else:
             fig = ax.figure
@@ -218,26 +220,8 @@ class SelectionResult:
                        "heldout": "held-out mean log-likelihood (higher is better)"}[criterion])
         ax.legend(fontsize="small")
         if path is not None:
-            path = Path(path)
-            fmt = {".png": "png", ".pdf": "pdf", ".svg": "svg"}.get(path.suffix.lower())
-            if fmt is None:
-                raise ValueError(f"{path}: unsupported figure format {path.suffix!r}; use .png, "
-                                 ".pdf or .svg")
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=dpi)
+            save_figure(fig, path, dpi)
         return ax
-
-
-def _new_figure(figsize: tuple[float, float]) -> Any:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError("SelectionResult.plot needs matplotlib, which is not installed: "
-                          "pip install speakergmm[plot]") from exc
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _score_column(criterion: str) -> str:
@@ -410,6 +394,7 @@ def select_mixture(
     estimator_params: Mapping[str, Any] | None = None,
     refit: bool = True,
     jobs: int = 1,
+    show_progress: bool | None = None,
     progress: bool | None = None,
 ) -> SelectionResult:
     """Fit a :class:`GaussianMixture` for every ``n_components`` x ``covariance_type`` and
@@ -448,9 +433,11 @@ def select_mixture(
     jobs : int
         Worker processes for the fits (each with one BLAS thread); 1 fits in this
         process, 0 or None uses every core, negatives count back from them.
-    progress : bool, optional
+    show_progress : bool, optional
         Show a progress bar; by default only when stderr is a terminal (see
         :func:`speakergmm.utils.progress`).
+    progress : bool, optional
+        Deprecated name of ``show_progress`` (DeprecationWarning; it wins when given).
 
     Returns
     -------
@@ -465,6 +452,8 @@ def select_mixture(
         (e.g. a covariance collapse) does not stop the sweep: its row carries the error and
         its scores are NaN.
     """
+    show_progress = renamed_argument(show_progress, progress, former="progress", name="show_progress",
+                                     owner="select_mixture")
     criterion = _check_criterion(criterion)
     sizes = _check_components(n_components)
     cov_types = _check_covariance_types(covariance_types)
@@ -520,11 +509,11 @@ def select_mixture(
     desc = f"mixture sweep ({criterion})"
     if n_jobs <= 1:
         results = list(progress_bar((_fit_one(t) for t in tasks), desc=desc, total=len(tasks),
-                                    enabled=progress, unit="fit"))
+                                    enabled=show_progress, unit="fit"))
     else:
         with worker_pool(n_jobs) as pool:
             results = list(progress_bar(pool.map(_fit_one, tasks), desc=desc, total=len(tasks),
-                                        enabled=progress, unit="fit"))
+                                        enabled=show_progress, unit="fit"))
 
     rows = [row for row, _ in results]
     if not any(np.isfinite(row[_score_column(criterion)]) for row in rows):

@@ -283,10 +283,3 @@ def map_update(stats: SufficientStats, prior: GMM, relevance_factor: float = 16.
             covariances = a * ml + (1 - a) * prior.covariances
     return GMM(weights, means, covariances, cov_type,
                dtype=prior.dtype if dtype is None else dtype)
-
-
-# Former private names, kept for code written against them.
-_OCCUPANCY_EPS = OCCUPANCY_EPS
-_add_reg = add_reg_covar
-_covariances_from_moments = covariances_from_moments
-_variance_floor_vector = variance_floor_vector

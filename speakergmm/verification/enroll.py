@@ -268,16 +268,26 @@ def speaker_stats(ubm: GMM, source: FeatureSource, utterances: Sequence[str],
     return stats
 
 
-def _adapt_speakers(payload: tuple) -> list[tuple[str, dict[str, np.ndarray], float]]:
-    """Adapt a batch of speakers (runs in a worker process)."""
-    source, batch, ubm_arrays, relevance_factor, adapt = payload
-    ubm = GMM.from_arrays(ubm_arrays)
+@dataclass(frozen=True)
+class EnrolmentBatch:
+    """Speakers to MAP-adapt from the UBM: what a worker process receives."""
+
+    source: FeatureSource
+    speakers: list  # (speaker id, enrolment utterance ids) per speaker
+    ubm_arrays: dict  # GMM.to_arrays() of the UBM
+    relevance_factor: float
+    adapt: str  # any of "w", "m", "v"
+
+
+def _adapt_speakers(task: EnrolmentBatch) -> list[tuple[str, dict[str, np.ndarray], float]]:
+    """Adapt a batch of speakers (runs in a worker process, or in-process)."""
+    ubm = GMM.from_arrays(task.ubm_arrays)
     out = []
-    for speaker, utterances in batch:
-        stats = speaker_stats(ubm, source, utterances)
+    for speaker, utterances in task.speakers:
+        stats = speaker_stats(ubm, task.source, utterances)
         if stats.n_frames <= 0:
             raise VerificationError(f"speaker {speaker!r}: the enrolment utterances hold no frames")
-        model = map_update(stats, prior=ubm, relevance_factor=relevance_factor, adapt=adapt)
+        model = map_update(stats, prior=ubm, relevance_factor=task.relevance_factor, adapt=task.adapt)
         out.append((speaker, {"weights": model.weights, "means": model.means,
                               "covariances": model.covariances}, stats.n_frames))
     return out
@@ -332,21 +342,21 @@ def enroll_speakers(ubm: GMM, source: Any, spk2utt: Mapping[str, Sequence[str]],
     executor = as_executor(client)
     if executor is not None:
         check_cluster_source(src, "enrolment")
-    n_jobs = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
-                        len(items)))
+    n_workers = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
+                           len(items)))
     # In-process: one speaker per step (a fine progress bar). In workers: a few batches per
     # worker, which balances the load without shipping the UBM once per speaker.
-    n_batches = min(len(items), n_jobs * 4) if (n_jobs > 1 or executor is not None) else len(items)
+    n_batches = min(len(items), n_workers * 4) if (n_workers > 1 or executor is not None) else len(items)
     bounds = np.linspace(0, len(items), n_batches + 1).round().astype(int)
     ubm_arrays = ubm.to_arrays()
-    payloads = [(src, items[a:b], ubm_arrays, float(relevance_factor), adapt)
-                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    tasks = [EnrolmentBatch(src, items[a:b], ubm_arrays, float(relevance_factor), adapt)
+             for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     results: list = []
     # jobs=1 means one core: pin BLAS in-process too (oversubscribed BLAS threads were
     # several times slower on shared machines); workers are pinned by worker_pool.
-    local_serial = n_jobs == 1 and executor is None
+    local_serial = n_workers == 1 and executor is None
     with threadpool_limits(limits=1) if local_serial else contextlib.nullcontext():
-        for batch in parallel_map(_adapt_speakers, payloads, jobs=n_jobs, desc="enrolment",
+        for batch in parallel_map(_adapt_speakers, tasks, jobs=n_workers, desc="enrolment",
                                   executor=executor):
             results.extend(batch)
     S = len(results)

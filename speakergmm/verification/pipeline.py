@@ -336,7 +336,7 @@ def prepare_features(data_dir: str | os.PathLike, feats_dir: str | os.PathLike, 
             log(f"features: {feats_dir} holds features of another configuration; using {chosen}")
         feats_dir = chosen
     try:
-        report = extract_data_dir(data, feats_dir, config, jobs=jobs, progress=show_progress,
+        report = extract_data_dir(data, feats_dir, config, jobs=jobs, show_progress=show_progress,
                                   client=client)
         store = FeatureStore(feats_dir)
     except (FeatureStoreError, OSError) as exc:
@@ -640,7 +640,7 @@ def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any]
                                     top_c=settings.top_c, exact=settings.exact, jobs=1)
     if settings.norm != "none":
         cohort_store, cohort_spk2utt = cohort
-        scores = _normalise(ubm, models, source, trials, scores, settings, cohort_store, cohort_spk2utt, log,
+        scores = _normalize(ubm, models, source, trials, scores, settings, cohort_store, cohort_spk2utt, log,
                             client=None if extra else client)
     bad = ~np.isfinite(scores)
     scores[bad] = UNSCORABLE_SCORE
@@ -665,7 +665,7 @@ def run_score(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any]
                                 "unscorable_trials": [f"{t.enroll} {t.test}" for t, b in zip(trials, bad) if b]})
 
 
-def _normalise(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any], scores: np.ndarray,
+def _normalize(ubm: GMM, models: SpeakerModels, store: Any, trials: Sequence[Any], scores: np.ndarray,
                settings: VerifySettings, cohort_store: Any, cohort_spk2utt: Mapping[str, Sequence[str]],
                log: Log | None, client: Any = None) -> np.ndarray:
     enrolled = set(models.speaker_ids)

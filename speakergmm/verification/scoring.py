@@ -208,10 +208,23 @@ def _check_pair(ubm: GMM, models: SpeakerModels, src: FeatureSource) -> None:
     models.check_feature_config(src.feature_config())
 
 
-def _score_shard(payload: tuple) -> tuple[list[tuple[int, float]], dict[str, str]]:
+@dataclass(frozen=True)
+class ScoringShard:
+    """The trials of some test utterances to score: what a worker process receives."""
+
+    ubm: Any  # the GMM in-process; GMM.to_arrays() for a worker
+    models: SpeakerModels
+    source: FeatureSource
+    groups: list  # (test utterance id, trial indices, model rows) per utterance
+    top_c: int | None  # components per frame; None: all
+    on_error: str  # "raise", or "nan": record the utterance's error and go on
+    show_progress: bool | None
+
+
+def _score_shard(task: ScoringShard) -> tuple[list[tuple[int, float]], dict[str, str]]:
     """Score the trials of a list of test utterances (in-process or in a worker)."""
-    ubm_arrays, models, src, groups, top_c, on_error, show = payload
-    ubm = GMM.from_arrays(ubm_arrays) if isinstance(ubm_arrays, dict) else ubm_arrays
+    ubm = GMM.from_arrays(task.ubm) if isinstance(task.ubm, dict) else task.ubm
+    models, src, groups, top_c, on_error = task.models, task.source, task.groups, task.top_c, task.on_error
     S_all = len(models)
     C = ubm.n_components if top_c is None else min(top_c, ubm.n_components)
     results: list[tuple[int, float]] = []
@@ -241,7 +254,7 @@ def _score_shard(payload: tuple) -> tuple[list[tuple[int, float]], dict[str, str
                 results.append((int(t), float(means[u, position[int(r)]])))
         batch, batch_frames, batch_rows = [], 0, set()
 
-    for utt, trial_ids, model_rows in progress(groups, desc="scoring", unit="utt", enabled=show):
+    for utt, trial_ids, model_rows in progress(groups, desc="scoring", unit="utt", enabled=task.show_progress):
         try:
             X = check_utterance(np.asarray(src.load(utt), dtype=np.float64), utt, ubm.n_features)
             if X.shape[0] == 0:
@@ -309,18 +322,18 @@ def score_trials(ubm: GMM, models: SpeakerModels, source: Any,
     executor = as_executor(client)
     if executor is not None:
         check_cluster_source(src, "scoring")
-    n_jobs = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
-                        len(groups)))
+    n_workers = max(1, min(executor_workers(executor) if executor is not None else effective_jobs(jobs),
+                           len(groups)))
     on_error = "raise" if errors is None else "nan"
-    if n_jobs == 1 and executor is None:
-        payloads = [(ubm, models, src, groups, top, on_error, show_progress)]
+    if n_workers == 1 and executor is None:
+        tasks = [ScoringShard(ubm, models, src, groups, top, on_error, show_progress)]
     else:
-        bounds = np.linspace(0, len(groups), n_jobs * 2 + 1).round().astype(int)
+        bounds = np.linspace(0, len(groups), n_workers * 2 + 1).round().astype(int)
         arrays = ubm.to_arrays()
-        payloads = [(arrays, models, src, groups[a:b], top, on_error, False)
-                    for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    with threadpool_limits(limits=1) if (n_jobs == 1 and executor is None) else contextlib.nullcontext():
-        for results, errs in parallel_map(_score_shard, payloads, jobs=n_jobs, desc="scoring",
+        tasks = [ScoringShard(arrays, models, src, groups[a:b], top, on_error, False)
+                 for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    with threadpool_limits(limits=1) if (n_workers == 1 and executor is None) else contextlib.nullcontext():
+        for results, errs in parallel_map(_score_shard, tasks, jobs=n_workers, desc="scoring",
                                           executor=executor):
             for t, value in results:
                 scores[t] = value

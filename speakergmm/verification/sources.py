@@ -22,6 +22,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from speakergmm.mixture.model import check_frames
+
 __all__ = ["VerificationError", "FeatureSource", "as_source", "check_cluster_source", "check_utterance",
            "iter_buffered"]
 
@@ -171,15 +173,21 @@ def check_cluster_source(source: FeatureSource, what: str) -> None:
 
 
 def check_utterance(X: np.ndarray, utt_id: str, n_features: int | None) -> np.ndarray:
-    """Validate one utterance's features, naming it in the error."""
+    """Validate one utterance's features, naming it in the error.
+
+    The per-array rules are :func:`speakergmm.mixture.check_frames`'s (real numbers, the
+    model's feature count, finite values); its errors become :class:`VerificationError`
+    naming the utterance. Floating-point features keep their precision; an utterance may
+    have no frames (callers skip it or report it).
+    """
+    X = np.asarray(X)
     if X.ndim != 2:
         raise VerificationError(f"utterance {utt_id!r}: features must be 2-D (frames, dims), got shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise VerificationError(
-            f"utterance {utt_id!r}: {X.shape[1]}-dimensional features, the model expects {n_features}")
-    if not np.all(np.isfinite(X)):
-        raise VerificationError(f"utterance {utt_id!r}: features contain NaN or infinity")
-    return X
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    try:
+        return check_frames(X, f"utterance {utt_id!r}", n_features, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise VerificationError(str(exc)) from None
 
 
 def iter_buffered(source: FeatureSource, utterances: Sequence[str], n_features: int | None,

@@ -43,12 +43,13 @@ from speakergmm.mixture.em import IterationInfo, SplitState, split_fit
 from speakergmm.mixture.split import SPLIT_DIRECTIONS, UBM_SPLIT_DIRECTION, UBM_SPLIT_PERTURBATION, split_schedule
 from speakergmm.mixture.model import GMM_FORMAT, GMM_VERSION
 from speakergmm.mixture.distributed import sum_on_cluster, tree_sum
-from speakergmm.utils import effective_jobs, progress, worker_pool
+from speakergmm.utils import effective_jobs, worker_pool
 from speakergmm.verification.sources import (FeatureSource, VerificationError, as_source,
-                                              check_cluster_source, iter_buffered)
+                                              check_cluster_source, check_utterance, iter_buffered)
 
 __all__ = [
     "CheckpointMismatch",
+    "CorpusAccumulator",
     "UBMConfig",
     "UBMResult",
     "train_ubm",
@@ -270,7 +271,7 @@ def _shards(utterances: Sequence[str], shard_utterances: int = SHARD_UTTERANCES)
     return [list(utterances[a:a + shard_utterances]) for a in range(0, len(utterances), shard_utterances)]
 
 
-class _Accumulator:
+class CorpusAccumulator:
     """Sum of the per-shard statistics of a model (the EM driver's accumulate hook for a
     corpus): in-process, over a local worker pool, or on a Dask cluster (``client``); the
     same shards and order, so the same bits, in every case."""
@@ -464,7 +465,7 @@ def train_ubm(
         pack_dir = checkpoint.with_name(checkpoint.name + _PACK_SUFFIX)
     else:
         pack_dir = Path(tempfile.mkdtemp(prefix="speakergmm-ubm-"))
-    accumulator = _Accumulator(src, utts, effective_jobs(jobs) if end > state.passes_done else 1,
+    accumulator = CorpusAccumulator(src, utts, effective_jobs(jobs) if end > state.passes_done else 1,
                                config.dtype, chunk_frames, pack_dir, fingerprint, client=client,
                                shard_utterances=int(shard_utterances))
 
@@ -536,9 +537,7 @@ def _first_frames_summary(src: FeatureSource, utterances: Sequence[str]) -> tupl
     """The feature dimension, and the mean of the first utterance with frames (the point
     the global statistics are centred on, so that they lose nothing far from the origin)."""
     for utt in utterances:
-        X = src.load(utt)
-        if X.ndim != 2:
-            raise VerificationError(f"utterance {utt!r}: features must be 2-D, got shape {X.shape}")
+        X = check_utterance(src.load(utt), utt, None)
         if X.shape[0]:
             return int(X.shape[1]), np.asarray(X, dtype=np.float64).mean(axis=0)
     raise VerificationError("the UBM training utterances hold no frames")
