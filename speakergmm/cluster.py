@@ -138,9 +138,11 @@ def open_cluster(scheduler: Any, *, timeout: float | None = None) -> Iterator[An
             # mmap threshold at 128 KiB: every E-step temporary (MBs) is then mapped and
             # unmapped, page-faulting anew each time (a UBM pass ran 1.4x slower in one
             # process, and no faster on 2 workers than on one). Keep such buffers in the heap.
+            # The workers' statistical profiler (a GIL-taking thread) cost about 6 % of a pass.
             environ = dict(dask_config().get("distributed.nanny.pre-spawn-environ", {}) or {})
             environ.update(WORKER_MALLOC_ENVIRON)
-            with dask_config().set({"distributed.nanny.pre-spawn-environ": environ}):
+            with dask_config().set({"distributed.nanny.pre-spawn-environ": environ,
+                                    "distributed.worker.profile.enabled": False}):
                 cluster = distributed.LocalCluster(n_workers=int(value), threads_per_worker=1,
                                                    processes=True, dashboard_address=":0",
                                                    silence_logs=logging.WARNING)
