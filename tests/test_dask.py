@@ -326,3 +326,19 @@ def test_without_a_scheduler_dask_is_not_imported(tmp_path):
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_ivector_statistics_on_the_cluster_equal_local(client, tmp_path):
+    from speakergmm.verification.ivector import utterance_stats
+
+    rng = np.random.default_rng(11)
+    ubm = GMM(np.full(4, 0.25), rng.normal(scale=3.0, size=(4, 3)), np.ones((4, 3)), "diag")
+    paths = []
+    for i in range(20):
+        paths.append(str(tmp_path / f"s{i}.npy"))
+        np.save(paths[-1], ubm.sample(int(rng.integers(30, 90)), random_state=i)[0])
+    local = utterance_stats(ubm, paths, jobs=1)
+    remote = utterance_stats(ubm, paths, client=client)
+    assert local.utterance_ids == remote.utterance_ids
+    for name in ("zeroth", "first", "quadratic", "n_frames"):
+        assert np.array_equal(getattr(local, name), getattr(remote, name)), name

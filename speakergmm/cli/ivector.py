@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from speakergmm.cli.scale import add_scheduler_option, with_cluster
 from speakergmm.cli.verification import (EXIT_OK, EXIT_USAGE, _add_run_options, _common_errors,
                                          _default_feats, _fail, _fmt, _log, _positive_int, _report_problems)
 
@@ -62,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="E-step precision (default: float32)")
     _add_run_options(p)
-    p.set_defaults(func=_run_train_ivector)
+    add_scheduler_option(p)
+    p.set_defaults(func=with_cluster("train-ivector", _run_train_ivector))
 
     p = subparsers.add_parser(
         "extract-ivectors", help="extract one i-vector per utterance of a data directory",
@@ -73,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="IVECTORS.npz")
     p.add_argument("--feats", metavar="DIR", help="feature cache (default: features/<data name> next to --out)")
     _add_run_options(p)
-    p.set_defaults(func=_run_extract)
+    add_scheduler_option(p)
+    p.set_defaults(func=with_cluster("extract-ivectors", _run_extract))
 
     p = subparsers.add_parser(
         "train-plda", help="train the i-vector back end (whitening, length norm, LDA, PLDA)",
@@ -215,11 +218,13 @@ def _stats_for(cmd: str, args: argparse.Namespace, ubm, feature_config, out: Pat
     if not Path(args.data).is_dir():
         raise _Usage(f"--data {args.data}: no such directory")
     feats = Path(args.feats) if args.feats else _default_feats(str(out), args.data)
+    client = getattr(args, "client", None)
     stage = prepare_features(args.data, feats, feature_config, jobs=args.jobs, log=_log(args),
-                             show_progress=args.progress)
+                             show_progress=args.progress, client=client)
     data_dir, store = stage.value
     stats_path = out.parent / f"stats_{Path(args.data).resolve().name}.npz"
-    stats, problems = run_stats(ubm, store, data_dir.utterances, stats_path, jobs=args.jobs, log=_log(args))
+    stats, problems = run_stats(ubm, store, data_dir.utterances, stats_path, jobs=args.jobs, log=_log(args),
+                                client=client)
     return stats, list(stage.problems) + problems
 
 
