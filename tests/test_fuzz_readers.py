@@ -294,3 +294,49 @@ def test_audio_with_mutated_headers(wav_bytes, workdir, edits, cut):
     path = workdir / "mutated.wav"
     path.write_bytes(_mutate(wav_bytes, edits, cut, b""))
     _expect(FeatureError, read_audio, path, 8000)
+
+
+@pytest.fixture(scope="module")
+def estimator_files(workdir):
+    from speakergmm import BayesianGaussianMixture, GaussianMixture
+    from speakergmm.hmm import GMMHMM, WordRecognizer
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(60, 2)), rng.normal(loc=4.0, size=(60, 2))])
+    GaussianMixture(2, covariance_type="diag", random_state=0).fit(X).save(workdir / "gm.npz")
+    BayesianGaussianMixture(n_components=2, covariance_type="diag", random_state=0,
+                            max_iter=20).fit(X).save(workdir / "bgm.npz")
+    words = {w: [rng.normal(loc=3 * i, size=(12, 2)) for _ in range(3)] for i, w in enumerate("ab")}
+    WordRecognizer(hmm=GMMHMM(n_states=2, n_components=1, n_iter=2)).fit(words).save(workdir / "rec.npz")
+    return workdir
+
+
+def _loaders():
+    from speakergmm import BayesianGaussianMixture, GaussianMixture
+    from speakergmm.hmm import WordRecognizer
+
+    return {"gm.npz": GaussianMixture.load, "bgm.npz": BayesianGaussianMixture.load,
+            "rec.npz": WordRecognizer.load}
+
+
+@FUZZ
+@given(which=st.sampled_from(["gm.npz", "bgm.npz", "rec.npz"]), data=st.data())
+def test_estimator_files_with_fuzzed_metadata(estimator_files, workdir, which, data):
+    """Every metadata field of a saved estimator replaced by arbitrary JSON: the loader
+    succeeds or raises ModelFileError naming the file (no TypeError or AttributeError)."""
+    with zipfile.ZipFile(estimator_files / which) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(str(np.load(io.BytesIO(members["__meta__.npy"]), allow_pickle=False)))
+    meta = header["meta"]
+    fields = data.draw(st.lists(st.sampled_from(sorted(meta)), min_size=1, max_size=3, unique=True))
+    for field in fields:
+        meta[field] = data.draw(JSON)
+    members["__meta__.npy"] = _npy(np.array(json.dumps(header)))
+    path = workdir / f"fuzzed-{which}"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in members.items():
+            archive.writestr(name, value)
+    try:
+        _loaders()[which](path)
+    except ModelFileError as exc:
+        assert str(path) in str(exc)

@@ -386,7 +386,7 @@ class WordRecognizer(ParamsMixin):
                 word: GMMHMM.from_arrays(arrays, meta["hmm"][str(j)], prefix=f"w{j}.")
                 for j, word in enumerate(rec.words_)
             }
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise ModelFileError(f"{path}: corrupt {FORMAT} file ({exc})") from exc
         if any(m.n_features != rec.n_features_ for m in rec.models_.values()):
             raise ModelFileError(f"{path}: corrupt {FORMAT} file (word models of another dimension)")

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, logsumexp
 
-from speakergmm.io import load_model_file, save_model_file
+from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, validate_X  # noqa: F401
 from speakergmm.mixture._covariance import (
     _LOG_2PI,
@@ -594,11 +594,11 @@ class BayesianGaussianMixture(MixtureEstimator):
                 float(meta["degrees_of_freedom_prior"]),
                 np.asarray(arrays["covariance_prior"], dtype=np.float64))
             est._set_posterior(posterior, priors)
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path}: invalid BayesianGaussianMixture file: {exc}") from exc
-        est.converged_ = bool(meta.get("converged", True))
-        est.n_iter_ = int(meta.get("n_iter", 0))
-        est.lower_bound_ = float(meta.get("lower_bound", np.nan))
+            est.converged_ = bool(meta.get("converged", True))
+            est.n_iter_ = int(meta.get("n_iter", 0))
+            est.lower_bound_ = float(meta.get("lower_bound", np.nan))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ModelFileError(f"{path}: invalid BayesianGaussianMixture file: {exc}") from exc
         est.lower_bounds_ = []
         return est
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from speakergmm.io import load_model_file, save_model_file
+from speakergmm.io import ModelFileError, load_model_file, save_model_file
 from speakergmm.mixture._covariance import covariance_shape, n_parameters, precisions_cholesky_from_precisions
 from speakergmm.mixture._base import ConvergenceWarning, MixtureEstimator, NotFittedError, validate_X
 from speakergmm.mixture.distributed import ChunkListAccumulator, DaskArrayAccumulator, is_dask_array
@@ -352,14 +352,14 @@ class GaussianMixture(MixtureEstimator):
                       variance_floor=meta.get("variance_floor"))  # absent before it was saved
             est._gmm = GMM.from_arrays(arrays, dtype=np.dtype(est.dtype))
             variance_floor_vector(est.variance_floor, est._gmm.n_features)  # validates
-        except (TypeError, ValueError, KeyError) as exc:
-            raise ValueError(f"{path}: invalid GaussianMixture file: {exc}") from exc
-        if est._gmm.n_components != est.n_components:
-            raise ValueError(f"{path}: invalid GaussianMixture file: header says "
-                             f"{est.n_components} components, arrays hold {est._gmm.n_components}")
-        est.converged_ = bool(meta.get("converged", True))
-        est.n_iter_ = int(meta.get("n_iter", 0))
-        est.lower_bound_ = float(meta.get("lower_bound", np.nan))
+            if est._gmm.n_components != est.n_components:
+                raise ValueError(f"header says {est.n_components} components, arrays hold "
+                                 f"{est._gmm.n_components}")
+            est.converged_ = bool(meta.get("converged", True))
+            est.n_iter_ = int(meta.get("n_iter", 0))
+            est.lower_bound_ = float(meta.get("lower_bound", np.nan))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ModelFileError(f"{path}: invalid GaussianMixture file: {exc}") from exc
         est.lower_bounds_ = []
         est.n_features_in_ = est._gmm.n_features
         return est
