@@ -116,3 +116,12 @@ def test_split_schedule_and_resumption_give_the_uninterrupted_model(data):
     centres = np.array([[0.0, 0.0], [6.0, 1.0], [2.0, 7.0], [8.0, 8.0]])
     distance = np.linalg.norm(whole.gmm.means[:, None] - centres[None], axis=2)
     assert distance.min(axis=0).max() < 0.3
+
+
+@pytest.mark.parametrize("n_components, iter_per_split, final_iter", [(1, 2, 3), (8, 4, 16), (6, 1, 2)])
+def test_split_schedule_numbers_its_passes_in_order(n_components, iter_per_split, final_iter):
+    from speakergmm.mixture.split import split_schedule
+
+    passes = split_schedule(n_components, iter_per_split, final_iter)
+    assert [p.index for p in passes] == list(range(len(passes)))
+    assert passes[-1].n_components == n_components and passes[-1].iteration == final_iter

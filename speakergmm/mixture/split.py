@@ -212,5 +212,6 @@ def split_schedule(n_components: int, iter_per_split: int, final_iter: int | Non
     passes = [SplitPass(0, 1, 1, 1)]
     for size in split_sizes(n_components)[1:] if n_components > 1 else [1]:
         n_iter = final_iter if size == n_components else iter_per_split
-        passes.extend(SplitPass(len(passes) + i, size, i + 1, n_iter) for i in range(n_iter))
+        start = len(passes)
+        passes.extend(SplitPass(start + i, size, i + 1, n_iter) for i in range(n_iter))
     return passes
