@@ -164,13 +164,14 @@ def main() -> None:
             acc_large = accumulator(large, "cluster-large", client)
             _time_passes(acc_large, gmm, 1)
             rss_large = client.run(_worker_peak_rss_mib)
-            # Bytes per pass: the model and the source go to every worker once (scattered), each
-            # task carries its shard's ids and scratch-file name; one statistics object per
-            # shard moves to the worker adding its group, and one comes back.
-            shared = len(pickle.dumps((acc.source, gmm.to_arrays()), protocol=5))
+            # Bytes per pass: the model goes to every worker once a pass (scattered), the source
+            # once a run; each task carries its shard's ids and scratch-file name; one statistics
+            # object per shard moves to the worker adding its group, and one comes back.
+            model_bytes = len(pickle.dumps(gmm.to_arrays(), protocol=5))
+            source_bytes = len(pickle.dumps(acc.source, protocol=5))
             items = sum(len(pickle.dumps((shard, pack, key), protocol=5))
                         for shard, (pack, key) in zip(acc.shards, acc.packs))
-            bytes_out = args.workers * shared + items
+            bytes_out = args.workers * model_bytes + items
             bytes_back = len(acc.shards) * len(pickle.dumps(stats_cluster.to_arrays(), protocol=5))
         identical = all(np.array_equal(a, b) for a, b in zip(stats_one.to_arrays().values(),
                                                              stats_cluster.to_arrays().values()))
@@ -179,6 +180,7 @@ def main() -> None:
         _log(f"cluster of {args.workers}: {t_cluster:.3f} s per pass, speed-up {speedup:.2f}x, "
              f"parallel efficiency {efficiency:.2f} ({speedup / machine:.2f} of what the machine "
              f"delivered); statistics identical: {identical}")
+        _log(f"once a run: {args.workers} x {source_bytes / 1e6:.2f} MB (the source) to the workers")
         _log(f"per pass: {len(acc.shards)} tasks, {bytes_out / 1e6:.2f} MB out to the workers, {bytes_back / 1e6:.2f} MB of shard statistics summed (at most that between workers)")
         _log(f"worker peak RSS (MiB): {sorted(rss_small.values())} at {args.utterances} utterances, "
              f"{sorted(rss_large.values())} at {2 * args.utterances}")
@@ -199,6 +201,7 @@ def main() -> None:
             "identical_statistics": bool(identical),
             "tasks_per_pass": len(acc.shards),
             "bytes_out_per_pass": int(bytes_out),
+            "source_bytes_per_worker_once": int(source_bytes),
             "statistics_bytes_per_pass": int(bytes_back),
             "worker_peak_rss_mib": {"corpus": sorted(round(v, 1) for v in rss_small.values()),
                                     "corpus_x2": sorted(round(v, 1) for v in rss_large.values())},

@@ -106,7 +106,14 @@ def sum_on_cluster(task: Callable[..., dict[str, np.ndarray]], shared: Sequence[
     if client is not None:
         # Replicated on every worker up front: as single graph keys they would sit on one
         # worker, and the scheduler, following the data, would run every task there.
-        keys = client.scatter(list(shared), broadcast=True, hash=False)
+        # Objects already on the cluster (futures, e.g. a source scattered once) are kept.
+        from distributed import Future
+
+        to_send = [i for i, obj in enumerate(shared) if not isinstance(obj, Future)]
+        sent = client.scatter([shared[i] for i in to_send], broadcast=True, hash=False) if to_send else []
+        keys = list(shared)
+        for i, future in zip(to_send, sent):
+            keys[i] = future
     else:
         keys = [dask.delayed(obj, pure=True, traverse=False) for obj in shared]
     run = dask.delayed(task, pure=True)

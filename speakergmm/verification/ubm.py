@@ -288,6 +288,7 @@ class CorpusAccumulator:
         self.packs = [(str(pack_dir / f"shard-{i + 1}-of-{n}{_PACK_SUFFIX}"),
                        f"{fingerprint}:{i}:{n}:{len(shard)}") for i, shard in enumerate(self.shards)]
         self.client = client
+        self._source_on_cluster: Any = None
         self.jobs = max(1, min(jobs, n))
         self.pool = None
         if client is None and self.jobs > 1:
@@ -296,9 +297,13 @@ class CorpusAccumulator:
     def __call__(self, gmm: GMM, stride: int = 1) -> SufficientStats:
         arrays = gmm.to_arrays()
         if self.client is not None:
-            # The model and the source go to each worker once; the sum runs on the workers.
+            # The model goes to each worker once a pass, the source once a run; the sum runs
+            # on the workers.
+            if self._source_on_cluster is None:
+                self._source_on_cluster = self.client.scatter(self.source, broadcast=True, hash=False)
             items = [(shard, pack, key) for shard, (pack, key) in zip(self.shards, self.packs)]
-            return sum_on_cluster(_pass_shard_task, (self.source, arrays, self.dtype, self.chunk_frames, stride),
+            return sum_on_cluster(_pass_shard_task,
+                                  (self._source_on_cluster, arrays, self.dtype, self.chunk_frames, stride),
                                   items, client=self.client)
         payloads = [ShardPass(self.source, shard, pack, key, arrays, self.dtype, self.chunk_frames,
                               stride) for shard, (pack, key) in zip(self.shards, self.packs)]
