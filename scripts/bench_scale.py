@@ -4,7 +4,7 @@
 The corpus is synthetic features written as ``.npy`` files (one per utterance, 39
 dimensions, 300 frames each, like MFCC + deltas of 3 s utterances), the model a diagonal
 UBM of ``--components`` Gaussians. What is timed is one EM pass of the UBM trainer's
-accumulation (`speakergmm.verification.ubm`): every shard of 64 utterances read from its
+accumulation (`speakergmm.verification.ubm`): every shard of utterances read from its
 scratch copy, the float32 E-step, the statistics added in shard order. The first pass, which
 also writes those scratch copies, is excluded; the median of ``--repeats`` passes is taken.
 
@@ -121,9 +121,13 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--shard-utterances", type=int, default=64,
-                        help="utterances per shard (one task of a pass); the UBM trainer's default is 64")
+    parser.add_argument("--shard-utterances", type=int, default=None,
+                        help="utterances per shard (one task of a pass; default: the UBM trainer's)")
     args = parser.parse_args()
+    if args.shard_utterances is None:
+        from speakergmm.verification.ubm import SHARD_UTTERANCES
+
+        args.shard_utterances = SHARD_UTTERANCES
 
     from speakergmm.cluster import open_cluster
     from speakergmm.verification.sources import as_source

@@ -167,13 +167,13 @@ def test_ubm_on_the_cluster_equals_one_process(client, tmp_path):
     rng = np.random.default_rng(5)
     centres = rng.normal(scale=3.0, size=(5, 4))
     utts = {}
-    for i in range(140):  # three shards
+    for i in range(140):  # five shards
         labels = rng.integers(0, 5, size=int(rng.integers(30, 80)))
         path = tmp_path / f"utt{i:03d}.npy"
         np.save(path, centres[labels] + rng.normal(size=(labels.size, 4)))
         utts[f"utt{i:03d}"] = str(path)
     paths = list(utts.values())
-    kw = dict(iter_per_split=2, final_iter=2, dtype="float32", frames_per_component=20)
+    kw = dict(iter_per_split=2, final_iter=2, dtype="float32", frames_per_component=20, shard_utterances=32)
     local = train_ubm(paths, 8, jobs=1, **kw)
     remote = train_ubm(paths, 8, client=client, checkpoint=tmp_path / "ubm.ckpt", **kw)
     for name in ("weights", "means", "covariances"):
@@ -214,7 +214,7 @@ def test_a_run_interrupted_on_the_cluster_resumes_from_its_checkpoint_anywhere(c
     for i in range(70):
         paths.append(str(tmp_path / f"x{i}.npy"))
         np.save(paths[-1], rng.normal(size=(int(rng.integers(20, 60)), 3)) + rng.integers(0, 3) * 3.0)
-    kw = dict(iter_per_split=2, final_iter=2, dtype="float64")
+    kw = dict(iter_per_split=2, final_iter=2, dtype="float64", shard_utterances=16)
     whole = train_ubm(paths, 4, jobs=1, **kw)
     ckpt = tmp_path / "ubm.ckpt"
     first = train_ubm(paths, 4, client=client, checkpoint=ckpt, stop_after=3, **kw)

@@ -136,6 +136,7 @@ def test_ubm_does_not_depend_on_the_number_of_processes():
     # cases where per-process sharding used to change the model (2e-3 in the means).
     utts = _corpus(150)
     kw = dict(iter_per_split=2, final_iter=2, dtype="float32", frames_per_component=20)
+    kw["shard_utterances"] = 32  # several shards
     serial = train_ubm(utts, 8, jobs=1, **kw).gmm
     parallel = train_ubm(utts, 8, jobs=2, **kw).gmm
     for name in ("weights", "means", "covariances"):

@@ -255,8 +255,10 @@ def _pass_shard(task: ShardPass) -> dict[str, np.ndarray]:
 
 #: Utterances per shard of a UBM pass. Shards are fixed by the data, never by the number of
 #: processes or machines, so that every way of running a pass adds the same per-shard
-#: statistics in the same order and gives the same model, to the last bit.
-SHARD_UTTERANCES = 64
+#: statistics in the same order and gives the same model, to the last bit. 256 utterances
+#: make tasks of a few tenths of a second: with 64 (tasks of ~25 ms at K = 256) scheduling
+#: took a quarter of a 2-worker Dask pass (efficiency 0.76 vs 0.83 at 256; docs/scaling.md).
+SHARD_UTTERANCES = 256
 
 
 def _pass_shard_task(source: FeatureSource, model_arrays: dict, dtype: str, chunk_frames: int,
