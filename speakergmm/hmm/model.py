@@ -38,8 +38,8 @@ from threadpoolctl import threadpool_limits
 from speakergmm.hmm import _kernels as K
 from speakergmm.hmm.topology import Topology
 from speakergmm.io import load_model_file, save_model_file
-from speakergmm.mixture import (GMM, GaussianMixture, ParamsMixin, SufficientStats, check_frames, map_update,
-                                ml_update, stats_from_responsibilities)
+from speakergmm.mixture import (GMM, ConvergenceWarning, GaussianMixture, ParamsMixin, SufficientStats,
+                                check_frames, map_update, ml_update, stats_from_responsibilities)
 from speakergmm.mixture.em import EMHooks, iterate, split_components
 from speakergmm.mixture.init import check_random_state
 
@@ -805,7 +805,11 @@ class GMMHMM(ParamsMixin):
                              reg_covar=self.reg_covar, max_iter=self.init_max_iter,
                              init_params=self.mixture_init, variance_floor=self.variance_floor,
                              random_state=self.random_state)
-        gm.fit(frames)
+        with warnings.catch_warnings():
+            # A state's starting mixture needs only a few EM iterations (init_max_iter);
+            # Baum-Welch trains it from there, so not converging here is expected.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm.fit(frames)
         return gm.gmm_
 
     def _forward_backward(self, X: np.ndarray, offsets: np.ndarray, emit: np.ndarray | None = None):
