@@ -245,16 +245,20 @@ def audio_rates(data_dir: str | os.PathLike) -> tuple[int, str] | None:
     except CorpusError:
         return None
     rates: dict[str, int] = {}
+    probed: dict[str, int | None] = {}  # per recording: segments share theirs
     commands_probed = 0
     for utt, path in data.wav.items():
-        try:
+        if path not in probed:
             if is_command(path):
                 if commands_probed >= _COMMANDS_PROBED:
                     continue
                 commands_probed += 1
-            rates[utt] = probe_sample_rate(path)
-        except Exception:  # noqa: BLE001 - unreadable: feature extraction reports it
-            continue
+            try:
+                probed[path] = probe_sample_rate(path)
+            except Exception:  # noqa: BLE001 - unreadable: feature extraction reports it
+                probed[path] = None
+        if probed[path] is not None:
+            rates[utt] = probed[path]
     if not rates:
         return None
     wide = sum(rate >= 16000 for rate in rates.values())
