@@ -24,8 +24,7 @@ import numpy as np
 from speakergmm.mixture.model import GMM, check_frames, check_sample_weight
 from speakergmm.mixture.stats import SufficientStats
 
-__all__ = ["tree_sum", "sum_on_cluster", "DaskArrayAccumulator", "ChunkListAccumulator", "is_dask_array",
-           "make_accumulator"]
+__all__ = ["tree_sum", "sum_on_cluster", "DaskArrayAccumulator", "ChunkListAccumulator", "is_dask_array"]
 
 DEFAULT_SPLIT_EVERY = 8
 
@@ -286,13 +285,3 @@ def _holds_arrays(item: Any) -> bool:
     if isinstance(item, tuple) and len(item) == 2:
         item = item[0]
     return isinstance(item, np.ndarray) or (hasattr(item, "__array__") and not callable(item))
-
-
-def make_accumulator(data: Any, sample_weight: Any = None, client: Any = None,
-                     split_every: int = DEFAULT_SPLIT_EVERY) -> Callable[[GMM], SufficientStats]:
-    """The accumulate hook for a dask array or a list of chunks."""
-    if is_dask_array(data):
-        return DaskArrayAccumulator(data, sample_weight, client=client, split_every=split_every)
-    if sample_weight is not None:
-        raise ValueError("sample_weight goes with each chunk: pass (array, sample_weight) pairs")
-    return ChunkListAccumulator(data, client=client, split_every=split_every)
