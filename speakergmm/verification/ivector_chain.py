@@ -216,8 +216,9 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
     from speakergmm.corpus import CorpusError, read_data_dir, read_trials
     from speakergmm.verification.normalization import snorm
     from speakergmm.verification.pipeline import (EXIT_PARTIAL, UNSCORABLE_SCORE, VerifySettings, _feature_dirs,
-                                                  default_feature_config, evaluation_results, prepare_features,
-                                                  run_train_ubm, verify, write_scores)
+                                                  default_feature_config, evaluate_trials, evaluation_results,
+                                                  prepare_features, run_enroll, run_score, run_train_ubm,
+                                                  write_scores)
 
     if backend not in ("ivector-plda", "fusion"):
         raise VerificationError(f"unknown back end {backend!r} (ivector-plda, fusion)")
@@ -250,14 +251,6 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
     if not trials:
         raise VerificationError(f"{trials_path}: no trials")
 
-    gmm_results = None
-    if backend == "fusion":
-        gmm_results = verify(ubm_data, enroll_data, test_data, trials_path, out / "gmm-ubm", settings=settings,
-                             feature_config=config, log=log, show_progress=show_progress,
-                             cohort_data=dirs["backend"] if settings.norm != "none" else None,
-                             client=client)
-        timings["gmm_ubm_chain"] = time.perf_counter() - started
-
     t0 = time.perf_counter()
     caches = _feature_dirs(out, dirs)
     stores = {}
@@ -274,6 +267,25 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
     timings["ubm"] = stage.seconds
     if stage.reused:
         reused.append("ubm")
+
+    gmm_scores = None
+    if backend == "fusion":
+        # The GMM-UBM half of the fusion on the same features and UBM: MAP models, scores and
+        # their own evaluation in OUT/gmm-ubm/.
+        t0 = time.perf_counter()
+        enroll_data_dir, enroll_store = stores["enroll"]
+        enrolled = run_enroll(ubm, enroll_store, enroll_data_dir.spk2utt, out / "gmm-ubm" / "speakers.npz",
+                              settings, log=log, ubm_feature_config=ubm_store.config, client=client)
+        cohort = (stores["backend"][1], stores["backend"][0].spk2utt) if settings.norm != "none" else None
+        test_data_dir, test_store = stores["test"]
+        scored = run_score(ubm, enrolled.value, test_store, trials, settings, cohort=cohort, log=log,
+                           show_progress=show_progress, audio=test_data_dir.wav, client=client)
+        gmm_scores = scored.value
+        write_scores(out / "gmm-ubm" / "scores.txt", trials, gmm_scores)
+        evaluate_trials(trials, gmm_scores, out / "gmm-ubm", title="GMM-UBM verification",
+                        extra={"backend": "gmm-ubm", "problems": enrolled.problems + scored.problems})
+        problems.extend(f"gmm-ubm: {p}" for p in enrolled.problems + scored.problems)
+        timings["gmm_ubm"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     all_stats: dict[str, UtteranceStats] = {}
@@ -343,15 +355,9 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
                     for u in missing_tests)
     timings["score"] = time.perf_counter() - t0
     plda_scores = scores
-    if gmm_results is not None:
-        from speakergmm.verification.pipeline import read_scores
-
-        gmm_trials, gmm_scores = read_scores(out / "gmm-ubm" / "scores.txt")
-        gmm_by_trial = {(a, b): s for (a, b, _), s in zip(gmm_trials, gmm_scores)}
-        gmm_aligned = np.array([gmm_by_trial.get((t.enroll, t.test), np.nan) for t in trials])
-        scores = 0.5 * (_standardised(gmm_aligned) + _standardised(plda_scores))
+    if gmm_scores is not None:
+        scores = 0.5 * (_standardised(gmm_scores) + _standardised(plda_scores))
         write_scores(out / "scores_ivector_plda.txt", trials, plda_scores)
-        problems.extend(f"gmm-ubm: {p}" for p in gmm_results.get("problems", []))
     # Evaluation rules need a score for every trial: the documented one where none can be had.
     unscorable = ~np.isfinite(scores)
     scores = np.where(unscorable, UNSCORABLE_SCORE, scores)
@@ -368,7 +374,7 @@ def verify_ivector(ubm_data: str | os.PathLike, enroll_data: str | os.PathLike, 
         "unscorable_score": UNSCORABLE_SCORE,
         "exit_status": EXIT_PARTIAL if problems else 0,
     }
-    if gmm_results is not None:
+    if gmm_scores is not None:
         info["gmm_ubm_results"] = str(out / "gmm-ubm" / "results.json")
     results = evaluation_results(trials, scores, out, title=f"{backend} verification")
     results.update(info)
