@@ -16,7 +16,8 @@ Stages (each reuses its output file when its inputs and settings did not change)
    cohort (off by default: with the cohort also the PLDA's training data it lost
    accuracy on speechocean762), evaluation (``scores.txt``, ``results.json``, ``det.png``).
 
-``backend="fusion"`` also runs the GMM-UBM chain (into ``OUT/gmm-ubm``) and averages the
+``backend="fusion"`` also scores the GMM-UBM system on the same features and UBM (MAP models,
+scores and their evaluation in ``OUT/gmm-ubm``) and averages the
 two systems' scores, each first standardised over all trials of the list (mean 0,
 standard deviation 1; no labels are used); calibrated fusion with labelled development trials is
 :class:`~speakergmm.verification.calibration.LinearCalibration`.
