@@ -145,7 +145,10 @@ def open_cluster(scheduler: Any, *, timeout: float | None = None) -> Iterator[An
                                     "distributed.worker.profile.enabled": False}):
                 cluster = distributed.LocalCluster(n_workers=int(value), threads_per_worker=1,
                                                    processes=True, dashboard_address=":0",
-                                                   silence_logs=logging.WARNING)
+                                                   # a failed task reaches the caller as its
+                                                   # exception; the workers' own report of it
+                                                   # (a traceback on stderr) is noise there
+                                                   silence_logs=logging.CRITICAL)
             client = distributed.Client(cluster, timeout=timeout)
             logger.info("dask: started a local cluster of %d worker processes", value)
         else:
