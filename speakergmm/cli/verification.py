@@ -90,6 +90,14 @@ examples:
   speakergmm verify --ubm-data data/ubm --enroll-data data/enroll --test-data data/test \\
       --trials data/trials --out exp/verify
 
+  # i-vector / PLDA back end fused with GMM-UBM, T and PLDA trained on data/train's speakers
+  speakergmm verify --ubm-data data/ubm --enroll-data data/enroll --test-data data/test \\
+      --trials data/trials --out exp/fusion --backend fusion --backend-data data/train
+
+  # the same chain on a Dask cluster (2 local worker processes; or host:port of a scheduler)
+  speakergmm verify --ubm-data data/ubm --enroll-data data/enroll --test-data data/test \\
+      --trials data/trials --out exp/verify --scheduler local:2
+
   # the Free Spoken Digit Dataset protocol: see recipes/fsdd_verification/run.py
 
 defaults: 20 MFCC + deltas + delta-deltas, utterance CMVN, energy VAD (8 kHz: 23 mel bands;
@@ -239,10 +247,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_evaluate)
 
     p = subparsers.add_parser(
-        "verify", help="the whole GMM-UBM chain: features, UBM, enrolment, scoring, evaluation",
+        "verify", help="the whole verification chain: features, UBM, enrolment, scoring, evaluation",
         description="Run speaker verification end to end on Kaldi-style data directories: features, "
-                    "UBM on --ubm-data, one MAP model per speaker of --enroll-data, scoring of every "
-                    "trial, evaluation. Resumable.",
+                    "UBM on --ubm-data, one model per speaker of --enroll-data, scoring of every "
+                    "trial, evaluation; GMM-UBM (MAP models) by default, i-vector/PLDA or their "
+                    "fusion with --backend. Resumable.",
         epilog=_VERIFY_EPILOG, formatter_class=_fmt())
     p.add_argument("--ubm-data", required=True, metavar="DIR", help="data directory to train the UBM on")
     p.add_argument("--enroll-data", required=True, metavar="DIR",
